@@ -1,0 +1,31 @@
+package locking
+
+import "time"
+
+// Clock is the narrow view of time that the lease watchdog uses, so tests can drive
+// it. Now must carry a monotonic reading (as time.Now does): every lease deadline is
+// computed from monotonic time, so wall-clock steps never change a lease's validity.
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of *time.Timer that Clock users need.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+// SystemClock is the Clock of the running system.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// NewTimer returns a timer of the time package.
+func (SystemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+
+type sysTimer struct{ t *time.Timer }
+
+func (s sysTimer) C() <-chan time.Time { return s.t.C }
+func (s sysTimer) Stop() bool          { return s.t.Stop() }

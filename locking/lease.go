@@ -1,0 +1,330 @@
+package locking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Lease is a held claim on a key. Its watchdog renews it every TTL/3 until
+// Complete or Release, and declares it lost (closing Done, cancelling Context, Err
+// = ErrLost) as soon as the backend says the key is no longer ours, the backend's
+// session ends, or renewals have failed until the local deadline.
+//
+// The local deadline is send time of the last successful claim or renewal + TTL
+// − TTL·drift − margin, measured on the monotonic clock, so the holder learns of the
+// loss before the server can hand the key to someone else, provided the server's
+// clock does not run faster than ours by more than the drift and the process is not
+// paused for longer than the margin between checking its lease and acting.
+type Lease struct {
+	l     *Locker
+	key   Key
+	owner string
+	token uint64
+	ttl   time.Duration
+	lost  <-chan struct{}
+	log   *zap.Logger
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+
+	opMu sync.Mutex // serializes backend operations on the grant
+
+	mu       sync.Mutex
+	grant    Grant
+	deadline time.Time
+	err      error // nil while held
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+}
+
+func (l *Locker) newLease(g Grant, sent time.Time, ttl time.Duration) *Lease {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ls := &Lease{
+		l: l, key: g.Key, owner: g.Owner, token: g.Token, ttl: ttl, lost: g.Lost,
+		log: l.opts.logger.With(zap.Stringer("key", g.Key), zap.Uint64("token", g.Token)),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		grant: g, watchDone: make(chan struct{}),
+	}
+	ls.deadline = l.deadline(g, sent, ttl)
+	wctx, stop := context.WithCancel(context.Background())
+	ls.stopWatch = stop
+	go ls.watch(wctx)
+	ls.log.Debug("lease acquired", zap.Time("deadline", ls.deadline))
+	return ls
+}
+
+func (l *Locker) deadline(g Grant, sent time.Time, ttl time.Duration) time.Time {
+	since := sent
+	if !g.Since.IsZero() {
+		since = g.Since
+	}
+	if g.TTL > 0 {
+		ttl = g.TTL
+	}
+	return since.Add(ttl - time.Duration(float64(ttl)*l.opts.drift) - l.Margin(ttl))
+}
+
+// Key returns the leased key.
+func (ls *Lease) Key() Key { return ls.key }
+
+// Token returns the fencing token: strictly greater than every token issued before
+// for the key's scope. Pass it to every system the holder writes to, and have them
+// refuse writes with a token lower than the highest they have seen.
+func (ls *Lease) Token() uint64 { return ls.token }
+
+// Owner returns the random owner id of this claim.
+func (ls *Lease) Owner() string { return ls.owner }
+
+// TTL returns the lease's time to live on the server.
+func (ls *Lease) TTL() time.Duration { return ls.ttl }
+
+// Done returns a channel closed when the lease ends: lost, completed or released.
+func (ls *Lease) Done() <-chan struct{} { return ls.done }
+
+// Context returns a context cancelled when the lease ends; its cause (see
+// context.Cause) is Err. Run the holder's work under it.
+func (ls *Lease) Context() context.Context { return ls.ctx }
+
+// Err returns nil while the lease is held, an error wrapping ErrLost after it was
+// lost, and ErrReleased after Complete or Release.
+func (ls *Lease) Err() error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.err
+}
+
+// Deadline returns the local instant until which the lease is known to be valid.
+func (ls *Lease) Deadline() time.Time {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.deadline
+}
+
+// Check returns nil if the lease is held and its local deadline has not passed,
+// and otherwise the reason (wrapping ErrLost, or ErrReleased). Call it right before
+// an action that must only happen under the lease; the action itself should still
+// be fenced with Token.
+func (ls *Lease) Check() error {
+	ls.mu.Lock()
+	err, deadline := ls.err, ls.deadline
+	ls.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if now := ls.l.opts.clock.Now(); !now.Before(deadline) {
+		ls.lose(fmt.Errorf("%w: %s: local deadline passed without renewal", ErrLost, ls.key))
+		return ls.Err()
+	}
+	return nil
+}
+
+// Renew renews the lease now. The watchdog does this on its own; Renew is for
+// holders that want to extend before a long step. A refused renewal makes the lease
+// lost; a transient failure leaves it held until its deadline.
+func (ls *Lease) Renew(ctx context.Context) error {
+	return ls.renew(ctx)
+}
+
+// Complete atomically, and only if the lease is still held, marks the key done for
+// retention (later claims get ErrDone until it runs out), stores rec in the scope's
+// history and ends the lease. Key, Token and Owner of rec are filled in. Transient
+// backend failures are retried until the lease's deadline or ctx ends. After the
+// lease was lost, Complete is refused with an error wrapping ErrLost.
+func (ls *Lease) Complete(ctx context.Context, rec Record, retention time.Duration) error {
+	if retention <= 0 {
+		return fmt.Errorf("%w: retention %v must be positive", ErrInvalid, retention)
+	}
+	rec.Key, rec.Token, rec.Owner = ls.key, ls.token, ls.owner
+	rec = rec.Normalize()
+	return ls.finish(ctx, "complete", func(cctx context.Context, g Grant) error {
+		return ls.l.b.Complete(cctx, g, rec, retention)
+	})
+}
+
+// Release frees the key without completing it, so another claim may win it. It
+// stops the watchdog before returning: no renewal is sent after Release returns.
+// Releasing a lease that was already released, completed or lost returns an error
+// wrapping ErrNotHeld (after a loss it still removes our entry if it is there).
+func (ls *Lease) Release(ctx context.Context) error {
+	ls.mu.Lock()
+	prev := ls.err
+	ls.mu.Unlock()
+	if errors.Is(prev, ErrReleased) {
+		return fmt.Errorf("%w: %s: already released", ErrNotHeld, ls.key)
+	}
+	if prev != nil {
+		ls.opMu.Lock()
+		ls.mu.Lock()
+		g := ls.grant
+		ls.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, ls.ttl)
+		_ = ls.l.b.Release(rctx, g) // best effort: free the entry early if it is still ours
+		cancel()
+		ls.opMu.Unlock()
+		return fmt.Errorf("%w: %s: %w", ErrNotHeld, ls.key, prev)
+	}
+	ls.stopWatch() // abort an in-flight renewal instead of waiting for it
+	ls.opMu.Lock()
+	ls.mu.Lock()
+	g := ls.grant
+	ls.mu.Unlock()
+	err := ls.l.b.Release(ctx, g)
+	ls.end(ErrReleased, "released")
+	ls.opMu.Unlock()
+	ls.stop()
+	if err != nil {
+		return fmt.Errorf("locking: release %s: %w", ls.key, err)
+	}
+	return nil
+}
+
+// finish runs a terminal operation (complete) with retries until the deadline.
+func (ls *Lease) finish(ctx context.Context, op string, do func(context.Context, Grant) error) error {
+	backoff := 20 * time.Millisecond
+	for {
+		ls.opMu.Lock()
+		if err := ls.Check(); err != nil {
+			ls.opMu.Unlock()
+			if errors.Is(err, ErrReleased) {
+				return fmt.Errorf("%w: %s %s: lease already ended", ErrNotHeld, op, ls.key)
+			}
+			return fmt.Errorf("%s refused: %w", op, err)
+		}
+		ls.mu.Lock()
+		g, deadline := ls.grant, ls.deadline
+		ls.mu.Unlock()
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		err := do(cctx, g)
+		cancel()
+		if err == nil {
+			ls.end(ErrReleased, op+"d")
+			ls.opMu.Unlock()
+			ls.stop()
+			return nil
+		}
+		ls.opMu.Unlock()
+		if errors.Is(err, ErrNotHeld) || errors.Is(err, ErrLost) {
+			ls.lose(fmt.Errorf("%w: %s: backend refused %s: %w", ErrLost, ls.key, op, err))
+			return fmt.Errorf("%s refused: %w", op, ls.Err())
+		}
+		if errors.Is(err, ErrInvalid) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("locking: %s %s: %w", op, ls.key, errors.Join(err, ctx.Err()))
+		}
+		ls.log.Warn("transient failure, retrying until the lease deadline", zap.String("op", op), zap.Error(err))
+		if serr := sleep(ctx, ls.l.opts.clock, min(backoff, time.Until(deadline)+time.Millisecond)); serr != nil {
+			return fmt.Errorf("locking: %s %s: %w", op, ls.key, errors.Join(err, serr))
+		}
+		backoff = min(2*backoff, ls.ttl/6)
+	}
+}
+
+// renew performs one renewal, serialized with other operations on the grant.
+func (ls *Lease) renew(ctx context.Context) error {
+	ls.opMu.Lock()
+	defer ls.opMu.Unlock()
+	if err := ls.Check(); err != nil {
+		return err
+	}
+	ls.mu.Lock()
+	g, deadline := ls.grant, ls.deadline
+	ls.mu.Unlock()
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	sent := ls.l.opts.clock.Now()
+	ng, err := ls.l.b.Renew(rctx, g, ls.ttl)
+	if err != nil {
+		if errors.Is(err, ErrNotHeld) || errors.Is(err, ErrLost) {
+			ls.lose(fmt.Errorf("%w: %s: renewal refused: %w", ErrLost, ls.key, err))
+			return ls.Err()
+		}
+		return err
+	}
+	nd := ls.l.deadline(ng, sent, ls.ttl)
+	ls.mu.Lock()
+	if ls.err == nil {
+		ng.Lost = g.Lost
+		ls.grant = ng
+		if nd.After(ls.deadline) {
+			ls.deadline = nd
+		}
+	}
+	ls.mu.Unlock()
+	return nil
+}
+
+// watch is the watchdog goroutine: renew every ttl/3 (with jitter), retry failed
+// renewals quickly, and declare the lease lost at its local deadline.
+func (ls *Lease) watch(ctx context.Context) {
+	defer close(ls.watchDone)
+	clock := ls.l.opts.clock
+	interval := ls.ttl / 3
+	next := jitter(interval)
+	for {
+		wait := min(next, ls.Deadline().Sub(clock.Now()))
+		t := clock.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-ls.lost:
+			t.Stop()
+			ls.lose(fmt.Errorf("%w: %s: backend session ended", ErrLost, ls.key))
+			return
+		case <-t.C():
+		}
+		if err := ls.Check(); err != nil {
+			return
+		}
+		err := ls.renew(ctx)
+		switch {
+		case err == nil:
+			next = jitter(interval)
+		case ls.Err() != nil || ctx.Err() != nil:
+			return
+		default:
+			ls.log.Warn("lease renewal failed; retrying until the deadline", zap.Error(err),
+				zap.Time("deadline", ls.Deadline()))
+			next = min(interval/4, 250*time.Millisecond)
+		}
+	}
+}
+
+// lose ends the lease as lost (once).
+func (ls *Lease) lose(err error) {
+	if ls.end(err, "") {
+		ls.log.Error("lease lost", zap.Error(err))
+	}
+}
+
+// end records the lease's end reason once, closes Done and cancels Context.
+func (ls *Lease) end(err error, how string) bool {
+	ls.mu.Lock()
+	if ls.err != nil {
+		ls.mu.Unlock()
+		return false
+	}
+	ls.err = err
+	ls.mu.Unlock()
+	close(ls.done)
+	ls.cancel(err)
+	if how != "" {
+		ls.log.Debug("lease " + how)
+	}
+	return true
+}
+
+// stop stops the watchdog and waits for it to exit.
+func (ls *Lease) stop() {
+	ls.stopWatch()
+	<-ls.watchDone
+}

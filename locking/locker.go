@@ -1,0 +1,239 @@
+package locking
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults of a Locker. Each can be changed with an Option.
+const (
+	// DefaultDrift is the assumed worst-case clock-rate difference between this
+	// process and the backend server (1%). A lease's local validity is shortened by
+	// this fraction of its TTL.
+	DefaultDrift = 0.01
+	// DefaultMaxMargin caps the automatic safety margin (TTL/5) for long TTLs.
+	DefaultMaxMargin = 2 * time.Second
+	// DefaultPollInterval is how often Acquire retries a held key on a backend that
+	// cannot notify waiters.
+	DefaultPollInterval = 250 * time.Millisecond
+	// MinTTL is the smallest TTL a Locker accepts.
+	MinTTL = 100 * time.Millisecond
+	// MaxTTL is the largest TTL a Locker accepts.
+	MaxTTL = 24 * time.Hour
+)
+
+// Locker hands out leases on one Backend. It is safe for concurrent use; one Locker
+// per process and backend is the intended shape.
+type Locker struct {
+	b    Backend
+	opts options
+}
+
+type options struct {
+	clock  Clock
+	logger *zap.Logger
+	margin time.Duration // 0 = automatic: min(ttl/5, DefaultMaxMargin)
+	drift  float64
+	poll   time.Duration
+}
+
+// Option configures a Locker.
+type Option func(*options)
+
+// WithClock sets the clock the watchdog and deadlines use (default SystemClock).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLogger sets the logger (default: no logging).
+func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMargin sets the safety margin subtracted from every lease's validity: it must
+// cover a round trip plus the longest pause the process may suffer (GC, scheduling)
+// between checking its lease and acting on it. The default is TTL/5, at most 2s.
+// New rejects a margin of TTL/2 or more at claim time.
+func WithMargin(d time.Duration) Option { return func(o *options) { o.margin = d } }
+
+// WithDrift sets the assumed clock-rate drift ρ (default DefaultDrift), in [0, 0.1].
+func WithDrift(rho float64) Option { return func(o *options) { o.drift = rho } }
+
+// WithPollInterval sets how often Acquire retries on backends that cannot notify
+// waiters (default DefaultPollInterval).
+func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
+
+// New returns a Locker on b.
+func New(b Backend, opts ...Option) (*Locker, error) {
+	o := options{clock: SystemClock{}, logger: zap.NewNop(), drift: DefaultDrift, poll: DefaultPollInterval}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case b == nil:
+		return nil, fmt.Errorf("%w: nil backend", ErrInvalid)
+	case o.clock == nil:
+		return nil, fmt.Errorf("%w: nil clock", ErrInvalid)
+	case o.logger == nil:
+		return nil, fmt.Errorf("%w: nil logger", ErrInvalid)
+	case o.margin < 0:
+		return nil, fmt.Errorf("%w: negative margin %v", ErrInvalid, o.margin)
+	case o.drift < 0 || o.drift > 0.1:
+		return nil, fmt.Errorf("%w: drift %v outside [0, 0.1]", ErrInvalid, o.drift)
+	case o.poll <= 0:
+		return nil, fmt.Errorf("%w: poll interval %v must be positive", ErrInvalid, o.poll)
+	}
+	return &Locker{b: b, opts: o}, nil
+}
+
+// Backend returns the backend the Locker uses.
+func (l *Locker) Backend() Backend { return l.b }
+
+// Margin returns the safety margin used for a lease of the given TTL.
+func (l *Locker) Margin(ttl time.Duration) time.Duration {
+	if l.opts.margin > 0 {
+		return l.opts.margin
+	}
+	return min(ttl/5, DefaultMaxMargin)
+}
+
+func (l *Locker) checkTTL(ttl time.Duration) error {
+	if ttl < MinTTL || ttl > MaxTTL {
+		return fmt.Errorf("%w: ttl %v outside [%v, %v]", ErrInvalid, ttl, MinTTL, MaxTTL)
+	}
+	if m := l.Margin(ttl); m >= ttl/2 {
+		return fmt.Errorf("%w: safety margin %v must be less than half the ttl %v", ErrInvalid, m, ttl)
+	}
+	return nil
+}
+
+// Claim tries once, without waiting, to take key for ttl. It returns a held Lease
+// whose watchdog renews it every ttl/3, or an error wrapping ErrHeld (another owner
+// holds it), ErrDone (it was completed and its retention has not run out),
+// ErrUnavailable, ErrInvalid or the context's error.
+func (l *Locker) Claim(ctx context.Context, key Key, ttl time.Duration) (*Lease, error) {
+	if err := l.pre(ctx, key, ttl); err != nil {
+		return nil, err
+	}
+	owner := NewOwner()
+	sent := l.opts.clock.Now()
+	g, err := l.b.Claim(ctx, key, owner, ttl)
+	if err != nil {
+		l.cleanup(ctx, key, owner, ttl, err)
+		return nil, err
+	}
+	return l.newLease(g, sent, ttl), nil
+}
+
+// Acquire waits until it holds key, the key is completed (ErrDone) or ctx ends.
+// On etcd and ZooKeeper waiters queue and are woken one at a time; on other
+// backends Acquire waits for a change notification or polls.
+func (l *Locker) Acquire(ctx context.Context, key Key, ttl time.Duration) (*Lease, error) {
+	if err := l.pre(ctx, key, ttl); err != nil {
+		return nil, err
+	}
+	if a, ok := l.b.(Acquirer); ok {
+		owner := NewOwner()
+		sent := l.opts.clock.Now()
+		g, err := a.Acquire(ctx, key, owner, ttl)
+		if err != nil {
+			l.cleanup(ctx, key, owner, ttl, err)
+			return nil, err
+		}
+		return l.newLease(g, sent, ttl), nil
+	}
+	for {
+		lease, err := l.Claim(ctx, key, ttl)
+		if err == nil {
+			return lease, nil
+		}
+		if !errors.Is(err, ErrHeld) && !errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, errors.Join(err, cerr)
+		}
+		if w, ok := l.b.(Waiter); ok && errors.Is(err, ErrHeld) {
+			if werr := w.Wait(ctx, key); werr != nil && ctx.Err() != nil {
+				return nil, errors.Join(err, ctx.Err())
+			}
+			continue
+		}
+		if serr := sleep(ctx, l.opts.clock, jitter(l.opts.poll)); serr != nil {
+			return nil, errors.Join(err, serr)
+		}
+	}
+}
+
+// Records returns up to limit completion records of scope, newest first.
+func (l *Locker) Records(ctx context.Context, scope string, limit int) ([]Record, error) {
+	if err := ValidateScope(scope); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: limit %d must be positive", ErrInvalid, limit)
+	}
+	return l.b.Records(ctx, scope, limit)
+}
+
+// AddRecord stores rec in the history of rec.Key.Scope without claiming anything.
+func (l *Locker) AddRecord(ctx context.Context, rec Record) error {
+	if err := rec.Key.Validate(); err != nil {
+		return err
+	}
+	return l.b.AddRecord(ctx, rec.Normalize())
+}
+
+func (l *Locker) pre(ctx context.Context, key Key, ttl time.Duration) error {
+	if err := key.Validate(); err != nil {
+		return err
+	}
+	if err := l.checkTTL(ttl); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// cleanup resolves a claim whose outcome may be unknown: if the request may have
+// reached the server, the entry it may have created is removed (by owner id, so
+// nobody else's entry is touched). A claim never reports failure while leaving its
+// entry in place.
+func (l *Locker) cleanup(ctx context.Context, key Key, owner string, ttl time.Duration, err error) {
+	if errors.Is(err, ErrHeld) || errors.Is(err, ErrDone) || errors.Is(err, ErrInvalid) {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(ttl, 2*time.Second))
+	defer cancel()
+	rerr := l.b.Release(cctx, Grant{Key: key, Owner: owner})
+	if rerr != nil && !errors.Is(rerr, ErrNotHeld) {
+		l.opts.logger.Warn("claim outcome unknown and cleanup failed; the entry, if any, expires with its ttl",
+			zap.Stringer("key", key), zap.Duration("ttl", ttl), zap.Error(rerr))
+	}
+}
+
+// NewOwner returns a fresh random owner id: 128 bits from crypto/rand, as 32 hex
+// digits. Every claim gets its own.
+func NewOwner() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+func jitter(d time.Duration) time.Duration {
+	// ±10%, so that replicas started together do not renew or poll in lock step.
+	return d - d/10 + time.Duration(mrand.Int64N(int64(d/5)+1))
+}
+
+func sleep(ctx context.Context, c Clock, d time.Duration) error {
+	t := c.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
+}

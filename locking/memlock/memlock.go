@@ -1,0 +1,259 @@
+// Package memlock is the in-process lock backend: the default for a single replica
+// and the reference implementation of locking.Backend's semantics. It serves one
+// process only; replicas in different processes need Redis, etcd or ZooKeeper.
+package memlock
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/oncecron/oncecron/locking"
+)
+
+// DefaultMaxRecords is how many records a scope keeps by default.
+const DefaultMaxRecords = 1000
+
+// Backend is the in-memory lock backend. The zero value is not usable; call New.
+type Backend struct {
+	clock      locking.Clock
+	maxRecords int
+
+	mu      sync.Mutex
+	locks   map[locking.Key]entry
+	done    map[locking.Key]entry
+	fences  map[string]uint64
+	records map[string][]locking.Record // oldest first
+	changed chan struct{}
+	ops     int
+	closed  bool
+}
+
+type entry struct {
+	owner   string
+	token   uint64
+	expires time.Time
+}
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithClock sets the clock that expires leases and done markers.
+func WithClock(c locking.Clock) Option { return func(b *Backend) { b.clock = c } }
+
+// WithMaxRecords sets how many records each scope keeps (default DefaultMaxRecords).
+func WithMaxRecords(n int) Option { return func(b *Backend) { b.maxRecords = n } }
+
+// New returns an empty in-memory backend.
+func New(opts ...Option) *Backend {
+	b := &Backend{
+		clock: locking.SystemClock{}, maxRecords: DefaultMaxRecords,
+		locks: map[locking.Key]entry{}, done: map[locking.Key]entry{},
+		fences: map[string]uint64{}, records: map[string][]locking.Record{},
+		changed: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	if b.maxRecords <= 0 {
+		b.maxRecords = DefaultMaxRecords
+	}
+	return b
+}
+
+func (b *Backend) begin(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.closed {
+		return locking.ErrClosed
+	}
+	b.ops++
+	if b.ops%1024 == 0 {
+		b.sweep()
+	}
+	return nil
+}
+
+// sweep drops expired entries so a long-running process does not grow without bound.
+func (b *Backend) sweep() {
+	now := b.clock.Now()
+	for k, e := range b.done {
+		if !now.Before(e.expires) {
+			delete(b.done, k)
+		}
+	}
+	for k, e := range b.locks {
+		if !now.Before(e.expires) {
+			delete(b.locks, k)
+		}
+	}
+}
+
+// live returns the unexpired entry of key in m.
+func (b *Backend) live(m map[locking.Key]entry, key locking.Key) (entry, bool) {
+	e, ok := m[key]
+	if !ok {
+		return entry{}, false
+	}
+	if !b.clock.Now().Before(e.expires) {
+		delete(m, key)
+		b.notify()
+		return entry{}, false
+	}
+	return e, true
+}
+
+func (b *Backend) notify() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Claim implements locking.Backend.
+func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ctx); err != nil {
+		return locking.Grant{}, err
+	}
+	if _, ok := b.live(b.done, key); ok {
+		return locking.Grant{}, fmt.Errorf("memlock: claim %s: %w", key, locking.ErrDone)
+	}
+	if e, ok := b.live(b.locks, key); ok {
+		if e.owner == owner {
+			return locking.Grant{Key: key, Owner: owner, Token: e.token, TTL: ttl}, nil
+		}
+		return locking.Grant{}, fmt.Errorf("memlock: claim %s: %w", key, locking.ErrHeld)
+	}
+	b.fences[key.Scope]++
+	tok := b.fences[key.Scope]
+	b.locks[key] = entry{owner: owner, token: tok, expires: b.clock.Now().Add(ttl)}
+	return locking.Grant{Key: key, Owner: owner, Token: tok, TTL: ttl}, nil
+}
+
+func (b *Backend) held(g locking.Grant) bool {
+	e, ok := b.live(b.locks, g.Key)
+	return ok && e.owner == g.Owner
+}
+
+// Renew implements locking.Backend.
+func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration) (locking.Grant, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ctx); err != nil {
+		return locking.Grant{}, err
+	}
+	if !b.held(g) {
+		return locking.Grant{}, fmt.Errorf("memlock: renew %s: %w", g.Key, locking.ErrNotHeld)
+	}
+	e := b.locks[g.Key]
+	e.expires = b.clock.Now().Add(ttl)
+	b.locks[g.Key] = e
+	g.TTL, g.Since = ttl, time.Time{}
+	return g, nil
+}
+
+// Complete implements locking.Backend.
+func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if d, ok := b.live(b.done, g.Key); ok && d.owner == g.Owner {
+		return nil // a repeated Complete
+	}
+	if !b.held(g) {
+		return fmt.Errorf("memlock: complete %s: %w", g.Key, locking.ErrNotHeld)
+	}
+	delete(b.locks, g.Key)
+	b.done[g.Key] = entry{owner: g.Owner, token: g.Token, expires: b.clock.Now().Add(retention)}
+	b.add(rec)
+	b.notify()
+	return nil
+}
+
+// Release implements locking.Backend.
+func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if !b.held(g) {
+		return fmt.Errorf("memlock: release %s: %w", g.Key, locking.ErrNotHeld)
+	}
+	delete(b.locks, g.Key)
+	b.notify()
+	return nil
+}
+
+// AddRecord implements locking.Backend.
+func (b *Backend) AddRecord(ctx context.Context, rec locking.Record) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	b.add(rec)
+	return nil
+}
+
+func (b *Backend) add(rec locking.Record) {
+	rs := append(b.records[rec.Key.Scope], rec.Normalize())
+	if len(rs) > b.maxRecords {
+		rs = slices.Delete(rs, 0, len(rs)-b.maxRecords)
+	}
+	b.records[rec.Key.Scope] = rs
+}
+
+// Records implements locking.Backend.
+func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locking.Record, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	rs := b.records[scope]
+	out := make([]locking.Record, 0, min(limit, len(rs)))
+	for i := len(rs) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, rs[i])
+	}
+	return out, nil
+}
+
+// Wait implements locking.Waiter: it returns when any key changes, when the
+// current holder of key would expire, or after one second.
+func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
+	b.mu.Lock()
+	ch := b.changed
+	wait := time.Second
+	if e, ok := b.live(b.locks, key); ok {
+		wait = min(wait, e.expires.Sub(b.clock.Now()))
+	}
+	b.mu.Unlock()
+	t := b.clock.NewTimer(max(wait, 0))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+	case <-t.C():
+	}
+	return nil
+}
+
+// Close implements locking.Backend.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	return nil
+}
+
+var (
+	_ locking.Backend = (*Backend)(nil)
+	_ locking.Waiter  = (*Backend)(nil)
+)
