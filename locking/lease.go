@@ -55,8 +55,8 @@ func (l *Locker) newLease(g Grant, sent time.Time, ttl time.Duration) *Lease {
 	ls.deadline = l.deadline(g, sent, ttl)
 	wctx, stop := context.WithCancel(context.Background())
 	ls.stopWatch = stop
-	go ls.watch(wctx)
 	ls.log.Debug("lease acquired", zap.Time("deadline", ls.deadline))
+	go ls.watch(wctx)
 	return ls
 }
 

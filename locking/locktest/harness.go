@@ -18,9 +18,16 @@ type Harness struct {
 	// calls it several times per test and closes what it gets.
 	New func(t *testing.T) locking.Backend
 
+	// NewFaulty returns a client whose connection to the server the test can cut
+	// and heal (a black-holing TCP proxy on loopback; for the in-memory backend, a
+	// wrapper whose calls fail while cut). A cut client's session or lease must
+	// expire on the server as a crashed replica's would.
+	NewFaulty func(t *testing.T) (locking.Backend, Fault)
+
 	// Unreachable returns a client configured for an address where no server
-	// answers (a closed port or a black-holed proxy).
-	Unreachable func(t *testing.T) locking.Backend
+	// answers (a closed port or a black-holed proxy). A constructor that already
+	// fails may return the error instead; it must wrap locking.ErrUnavailable.
+	Unreachable func(t *testing.T) (locking.Backend, error)
 
 	// Restart restarts the server, keeping its data. Only RunRestart needs it.
 	Restart func(t *testing.T)
@@ -40,4 +47,13 @@ func (h Harness) ttl() time.Duration {
 		return h.TTL
 	}
 	return time.Second
+}
+
+// Fault controls a client's connection to its server.
+type Fault interface {
+	// Cut makes every exchange between the client and the server hang, as a
+	// network partition does (not a reset).
+	Cut()
+	// Heal restores the connection.
+	Heal()
 }
