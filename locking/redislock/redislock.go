@@ -1,0 +1,315 @@
+// Package redislock is the Redis lock backend.
+//
+// Every operation is one round trip: a Lua script, loaded once and run by SHA,
+// that checks and changes the keys of one fence scope atomically. The keys of a
+// scope share a Redis Cluster hash slot ({scope} is their hash tag):
+//
+//	<ns>:{<scope>}:l:<name>   the lock: "<owner>:<token>", with PX = TTL
+//	<ns>:{<scope>}:d:<name>   the done marker: "<owner>", with PX = retention
+//	<ns>:{<scope>}:f          the fence counter: INCR gives each claim its token
+//	<ns>:{<scope>}:h          the history: a list of JSON records, newest first
+//
+// Claim checks the done marker, SET NX PX the lock and INCR the fence in one
+// script; Renew, Complete and Release compare the owner id first and never
+// re-create a missing key. Every script is safe to repeat with the same owner, so
+// a retry after a lost reply cannot take, extend or free someone else's key; the
+// client built by Dial also turns go-redis's own retries off, so that the watchdog,
+// which knows the lease's deadline, decides when to retry.
+//
+// # What the guarantee rests on
+//
+// Fencing tokens rise strictly only if the fence counter survives whatever the
+// server goes through. A single Redis server with AOF and appendfsync always
+// keeps it across restarts and crashes. With appendfsync everysec a crash can
+// lose up to a second of writes, and with replication a failover to a replica
+// that had not received the last INCRs can hand out a token again, and a lock
+// held on the old primary can be granted anew on the new one. Redis cannot
+// promise more than that; for payment-grade exclusion through failover use the
+// etcd or ZooKeeper backend, whose tokens come from a consensus log.
+package redislock
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oncecron/oncecron/locking"
+)
+
+// DefaultMaxRecords is how many records a scope's history keeps by default.
+const DefaultMaxRecords = 1000
+
+// Options configures a Backend.
+type Options struct {
+	// Namespace prefixes every key, so deployments can share a server
+	// (default "oncecron").
+	Namespace string
+	// MaxRecords bounds each scope's history (default DefaultMaxRecords).
+	MaxRecords int
+}
+
+// Backend is the Redis lock backend. It is safe for concurrent use.
+type Backend struct {
+	c          redis.UniversalClient
+	ns         string
+	maxRecords int
+	owned      bool // Close closes c
+}
+
+// New returns a backend on an existing client (standalone, Sentinel or Cluster).
+// The caller keeps ownership of c. go-redis retries commands after network errors
+// by default; every script here is safe to repeat, but Dial's client turns those
+// retries off, which lets the lease watchdog bound them by the lease's deadline.
+func New(c redis.UniversalClient, opts Options) (*Backend, error) {
+	if c == nil {
+		return nil, fmt.Errorf("redislock: %w: nil client", locking.ErrInvalid)
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "oncecron"
+	}
+	if err := locking.ValidateNamespace(opts.Namespace); err != nil {
+		return nil, fmt.Errorf("redislock: %w", err)
+	}
+	if opts.MaxRecords <= 0 {
+		opts.MaxRecords = DefaultMaxRecords
+	}
+	return &Backend{c: c, ns: opts.Namespace, maxRecords: opts.MaxRecords}, nil
+}
+
+// Config says how Dial reaches Redis.
+type Config struct {
+	// Addrs is one address for a standalone server, several for Cluster, or the
+	// Sentinels' addresses with MasterName. "redis://" prefixes are accepted.
+	Addrs []string
+	// MasterName selects Sentinel mode.
+	MasterName string
+	// Username and Password authenticate (Redis 6 ACL, or requirepass with an
+	// empty Username).
+	Username, Password string
+	// DB selects a database (standalone and Sentinel only).
+	DB int
+	// TLS, if set, encrypts the connection.
+	TLS *tls.Config
+	// DialTimeout bounds connecting (default 5s).
+	DialTimeout time.Duration
+	// Options configures the backend.
+	Options Options
+}
+
+// Dial returns a backend on a new client for cfg, with go-redis's command retries
+// turned off. It does not contact the server; the first operation does.
+func Dial(cfg Config) (*Backend, error) {
+	if len(cfg.Addrs) == 0 {
+		return nil, fmt.Errorf("redislock: %w: no address", locking.ErrInvalid)
+	}
+	addrs := make([]string, len(cfg.Addrs))
+	for i, a := range cfg.Addrs {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "redis://"), "rediss://")
+		if a == "" {
+			return nil, fmt.Errorf("redislock: %w: empty address", locking.ErrInvalid)
+		}
+		addrs[i] = a
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: addrs, MasterName: cfg.MasterName,
+		Username: cfg.Username, Password: cfg.Password, DB: cfg.DB,
+		TLSConfig: cfg.TLS, DialTimeout: cfg.DialTimeout,
+		MaxRetries: -1, // scripts are idempotent, but the watchdog owns retry timing
+		// Commands carry the caller's deadline; no separate socket timeouts that
+		// would cut a request the lease still has time for.
+		ContextTimeoutEnabled: true,
+	})
+	b, err := New(c, cfg.Options)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	b.owned = true
+	return b, nil
+}
+
+// Client returns the underlying client.
+func (b *Backend) Client() redis.UniversalClient { return b.c }
+
+func (b *Backend) keys(key locking.Key) (lock, done, fence, hist string) {
+	p := b.ns + ":{" + key.Scope + "}:"
+	return p + "l:" + key.Name, p + "d:" + key.Name, p + "f", p + "h"
+}
+
+func (b *Backend) histKey(scope string) string { return b.ns + ":{" + scope + "}:h" }
+
+// The owner id is followed by ":" in the lock's value; every script compares it
+// as a prefix, so an owner id never matches a longer one.
+var (
+	claimScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end
+local v = redis.call('GET', KEYS[1])
+if v then
+  local p = ARGV[1] .. ':'
+  if string.sub(v, 1, #p) == p then return {0, tonumber(string.sub(v, #p + 1))} end
+  return {1, 0}
+end
+local t = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
+return {0, t}
+`)
+	renewScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+local p = ARGV[1] .. ':'
+if v and string.sub(v, 1, #p) == p then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+	completeScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
+local v = redis.call('GET', KEYS[1])
+local p = ARGV[1] .. ':'
+if not v or string.sub(v, 1, #p) ~= p then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('LPUSH', KEYS[3], ARGV[3])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+return 1
+`)
+	releaseScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+local p = ARGV[1] .. ':'
+if v and string.sub(v, 1, #p) == p then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+	addRecordScript = redis.NewScript(`
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+return 1
+`)
+)
+
+// Claim implements locking.Backend.
+func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	lock, done, fence, _ := b.keys(key)
+	res, err := claimScript.Run(ctx, b.c, []string{lock, done, fence}, owner, ttl.Milliseconds()).Int64Slice()
+	if err != nil {
+		return locking.Grant{}, b.fail(ctx, "claim", key, err)
+	}
+	if len(res) != 2 {
+		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w: unexpected reply %v", key, locking.ErrUnavailable, res)
+	}
+	switch res[0] {
+	case 0:
+		return locking.Grant{Key: key, Owner: owner, Token: uint64(res[1]), TTL: ttl}, nil
+	case 1:
+		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrHeld)
+	default:
+		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrDone)
+	}
+}
+
+// Renew implements locking.Backend.
+func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration) (locking.Grant, error) {
+	lock, _, _, _ := b.keys(g.Key)
+	ok, err := renewScript.Run(ctx, b.c, []string{lock}, g.Owner, ttl.Milliseconds()).Int()
+	if err != nil {
+		return locking.Grant{}, b.fail(ctx, "renew", g.Key, err)
+	}
+	if ok != 1 {
+		return locking.Grant{}, fmt.Errorf("redislock: renew %s: %w", g.Key, locking.ErrNotHeld)
+	}
+	g.TTL, g.Since = ttl, time.Time{}
+	return g, nil
+}
+
+// Complete implements locking.Backend.
+func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
+	lock, done, _, hist := b.keys(g.Key)
+	data, err := json.Marshal(rec.Normalize())
+	if err != nil {
+		return fmt.Errorf("redislock: complete %s: %w: %v", g.Key, locking.ErrInvalid, err)
+	}
+	ok, err := completeScript.Run(ctx, b.c, []string{lock, done, hist}, g.Owner, retention.Milliseconds(), data, b.maxRecords).Int()
+	if err != nil {
+		return b.fail(ctx, "complete", g.Key, err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("redislock: complete %s: %w", g.Key, locking.ErrNotHeld)
+	}
+	return nil
+}
+
+// Release implements locking.Backend.
+func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
+	lock, _, _, _ := b.keys(g.Key)
+	ok, err := releaseScript.Run(ctx, b.c, []string{lock}, g.Owner).Int()
+	if err != nil {
+		return b.fail(ctx, "release", g.Key, err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("redislock: release %s: %w", g.Key, locking.ErrNotHeld)
+	}
+	return nil
+}
+
+// AddRecord implements locking.Backend.
+func (b *Backend) AddRecord(ctx context.Context, rec locking.Record) error {
+	data, err := json.Marshal(rec.Normalize())
+	if err != nil {
+		return fmt.Errorf("redislock: add record %s: %w: %v", rec.Key, locking.ErrInvalid, err)
+	}
+	if err := addRecordScript.Run(ctx, b.c, []string{b.histKey(rec.Key.Scope)}, data, b.maxRecords).Err(); err != nil {
+		return b.fail(ctx, "add record", rec.Key, err)
+	}
+	return nil
+}
+
+// Records implements locking.Backend.
+func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locking.Record, error) {
+	raw, err := b.c.LRange(ctx, b.histKey(scope), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, b.fail(ctx, "records", locking.Key{Scope: scope}, err)
+	}
+	out := make([]locking.Record, 0, len(raw))
+	for _, s := range raw {
+		var r locking.Record
+		if err := json.Unmarshal([]byte(s), &r); err != nil {
+			return nil, fmt.Errorf("redislock: records of %q: corrupt record %.80q: %w", scope, s, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Close implements locking.Backend; it closes the client if Dial made it.
+func (b *Backend) Close() error {
+	if b.owned {
+		return b.c.Close()
+	}
+	return nil
+}
+
+// fail wraps a Redis or network error: everything that is not the caller's own
+// context ending means the backend could not be used, and the outcome of the
+// operation may be unknown.
+func (b *Backend) fail(ctx context.Context, op string, key locking.Key, err error) error {
+	if errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("redislock: %s %s: %w", op, key, locking.ErrClosed)
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = errors.Join(err, cerr)
+	}
+	return fmt.Errorf("redislock: %s %s: %w: %w", op, key, locking.ErrUnavailable, err)
+}
+
+var _ locking.Backend = (*Backend)(nil)
