@@ -317,7 +317,7 @@ func testFencingConcurrent(t *testing.T, s *suite) {
 	ctx := s.ctx(t)
 	scope := s.scope(t)
 	type grant struct {
-		token        uint64
+		token         uint64
 		call, return_ time.Time
 	}
 	var mu sync.Mutex

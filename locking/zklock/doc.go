@@ -1,0 +1,112 @@
+// Package zklock is the ZooKeeper lock backend of oncecron: a locking.Backend,
+// locking.Acquirer included, on one ZooKeeper session per Backend (per replica).
+//
+// # Layout
+//
+// Under the root node (/oncecron, or /oncecron-<namespace>) each fence scope has
+// its own subtree:
+//
+//	<root>/<scope>/fence                persistent; written by every claim (see Tokens)
+//	<root>/<scope>/lock/<name>          EPHEMERAL while held: data = owner id
+//	                                    PERSISTENT once completed (the done marker):
+//	                                    data = JSON {owner, token, retention}, one child
+//	                                    node named after the completing owner
+//	<root>/<scope>/own/<name>~<owner>   EPHEMERAL claim identity, created and deleted
+//	                                    together with the lock node
+//	<root>/<scope>/rec/r-<seq>          PERSISTENT_SEQUENTIAL history records (JSON)
+//	<root>/<scope>/wait/<name>/w-<owner>-<seq>
+//	                                    EPHEMERAL_SEQUENTIAL Acquire queue
+//
+// The per-scope nodes are created lazily, once per scope and process.
+//
+// # Claims, done markers and their atomicity
+//
+// A claim is one multi-op transaction, one round trip when uncontended:
+//
+//	create <lock>/<name> EPHEMERAL, create own/<name>~<owner> EPHEMERAL, setData fence
+//
+// The done marker lives at the lock node's own path, so "create the lock node only
+// if the key is neither held nor done" is the server's create-if-absent: a held key
+// and a completed key both make the create fail with NodeExists. Only a losing racer
+// pays a second round trip, to read the node: an ephemeral node is a holder (the
+// same owner on the current session is an idempotent repeat; anything else is
+// locking.ErrHeld), a persistent one is a done marker (locking.ErrDone until its
+// retention, counted from the marker's server-side creation time, has run out; an
+// expired marker is replaced by the claim within the same multi, guarded as below).
+//
+// A multi can only check versions, and a lock node at a given path always has
+// version 0, whoever created it; so operations that must act only on our own
+// entry name the owner in a path. The own node exists exactly while our lock node
+// does: both are created in one transaction, deleted in one transaction (Release,
+// Complete) and, being ephemeral nodes of the same session, removed together when
+// the session ends. Release is "delete own, delete lock" and Complete is "delete
+// own, delete lock, create the done marker and its owner child, append the record":
+// the first delete fails with NoNode unless we still hold the key, which undoes the
+// whole multi. Likewise a done marker is deleted (by a claim after its retention,
+// or by the janitor) as "delete lock/<name>/<owner>, delete lock/<name>", which
+// can never remove a later marker or a holder's node that took the same path.
+//
+// # Tokens
+//
+// The fencing token is the zxid of the claim's transaction, which is the lock
+// node's czxid. ZooKeeper's Multi response carries no stat for creates, so each
+// claim also writes the scope's fence node: the setData result's mzxid is that
+// same transaction's zxid. Zxids grow strictly with every transaction of the
+// ensemble, across sessions, clients, leader elections (the epoch is the high 32
+// bits) and restarts that keep the data; so tokens rise strictly within a scope,
+// and across scopes. Rebuilding an ensemble from nothing restarts them.
+//
+// # Validity, renewal and loss
+//
+// What the guarantee rests on: ZooKeeper keeps a session, and so its ephemeral
+// nodes, alive at least a session timeout T (the negotiated one, which the client
+// learns at connect time) after it last heard from the client. The backend notes
+// the local monotonic send time of every request answered on the current session
+// (last contact); the server heard from us after that instant, so nobody else can
+// take our nodes before last contact + T on the server's clock.
+//
+// A grant's TTL is the caller's ttl, which must not exceed T. The backend enforces
+// it itself: a grant that is not renewed within ttl is released by a local reaper,
+// as a Redis or etcd key would expire (this also frees the entries of claims whose
+// caller gave up on an unknown outcome, and of holders that stopped renewing). A
+// renewal costs no round trip: it is answered from the session, with
+//
+//	Since = min(call time, last contact + 0.9·(T − ttl))
+//
+// so that the Locker's deadline, Since + ttl·(1−ρ) − margin, ends before both the
+// reaper's release (call time + ttl) and the earliest server-side expiry of the
+// session (last contact + T·(1−ρ), for any drift ρ ≤ 10%). Renewing N leases costs
+// nothing per lease; one shared probe (an exists call on the root) refreshes the
+// last contact when it gets too old to give a full ttl. While the client is
+// disconnected renewals fail with locking.ErrUnavailable, so deadlines stop moving.
+//
+// go-zookeeper reconnects on its own and, after the server reports the session
+// expired, silently opens a new one. Every grant remembers its session id: when the
+// current session id differs, the grant's Lost channel is closed (so every lease on
+// that session ends at once) and Renew, Release and Complete answer
+// locking.ErrNotHeld; nodes of an old session are never adopted, and a node found
+// on a repeated claim is ours only if its ephemeralOwner is the current session.
+//
+// # Waiting
+//
+// Acquire is ZooKeeper's lock recipe: a sequential ephemeral waiter node per
+// caller, each watching only its predecessor; the head of the queue claims as
+// above, deleting its waiter node in the same multi, or, if a direct claimer holds
+// the key, watches just the lock node. A release wakes one waiter. A cancelled
+// Acquire deletes its waiter node (retried in the background if the server is
+// unreachable; the session's end removes it anyway).
+//
+// # Cleanup
+//
+// ZooKeeper has no TTL for ordinary nodes, so Sweep (run by New's janitor when
+// WithJanitor is given, or by the caller) deletes done markers past their
+// retention, trims each scope's history to WithMaxRecords and WithRecordRetention,
+// and removes empty per-name wait nodes, with bounded work per pass; every delete
+// is guarded, so any number of replicas may sweep at once.
+//
+// # Access control
+//
+// With WithDigestAuth every node oncecron creates gets the ACL "digest user: all,
+// world: read", so other identities can read but not change or delete them.
+// Without it nodes are open to everyone (world: all).
+package zklock
