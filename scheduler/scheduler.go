@@ -1,0 +1,275 @@
+package scheduler
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oncecron/oncecron/locking"
+)
+
+// Causes with which a run's context is cancelled (see context.Cause).
+var (
+	// ErrShutdown: the replica shut down and the run outlived the grace period.
+	ErrShutdown = errors.New("scheduler: shutting down")
+	// ErrTimeout: the run exceeded its job's timeout.
+	ErrTimeout = errors.New("scheduler: job timeout")
+	// ErrCancelledByNewer: a newer tick of the job cancelled this run (overlap
+	// policy cancel_other).
+	ErrCancelledByNewer = errors.New("scheduler: cancelled by a newer tick")
+)
+
+// Defaults of Options.
+const (
+	DefaultRetention       = 48 * time.Hour
+	DefaultShutdownTimeout = 30 * time.Second
+	// maxCatchUp bounds how many missed ticks of one job are examined at once.
+	maxCatchUp = 100
+)
+
+// Options configures a Scheduler.
+type Options struct {
+	// Jobs is the cron table.
+	Jobs []Job
+	// Locker hands out the tick leases.
+	Locker *locking.Locker
+	// Replica names this replica in records and in jobs.Run.
+	Replica string
+	// TTL is the lease TTL of every tick.
+	TTL time.Duration
+	// Retention is how long completed ticks stay marked done (default
+	// DefaultRetention). It must exceed every job's starting deadline plus the
+	// largest clock skew between replicas, or a late replica could run a tick
+	// again.
+	Retention time.Duration
+	// ShutdownTimeout is how long Run waits for running jobs after its context
+	// ends before cancelling them (default DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+	// Logger logs (default: none).
+	Logger *zap.Logger
+	// Clock drives the schedule (default locking.SystemClock).
+	Clock locking.Clock
+	// Observe, if set, is called for every event (from many goroutines).
+	Observe func(Event)
+}
+
+// Scheduler runs a cron table as one replica among several.
+type Scheduler struct {
+	o      Options
+	log    *zap.Logger
+	locker *locking.Locker
+	jobs   []*Job
+
+	runs     sync.WaitGroup // running tick handlers
+	jobsCtx  context.Context
+	stopJobs context.CancelCauseFunc
+}
+
+// New returns a Scheduler for o.
+func New(o Options) (*Scheduler, error) {
+	if o.Locker == nil {
+		return nil, fmt.Errorf("%w: nil locker", locking.ErrInvalid)
+	}
+	if o.Replica == "" {
+		return nil, fmt.Errorf("%w: empty replica name", locking.ErrInvalid)
+	}
+	if o.TTL <= 0 {
+		return nil, fmt.Errorf("%w: ttl %v must be positive", locking.ErrInvalid, o.TTL)
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Clock == nil {
+		o.Clock = locking.SystemClock{}
+	}
+	s := &Scheduler{o: o, log: o.Logger, locker: o.Locker}
+	seen := map[string]bool{}
+	for i := range o.Jobs {
+		j := o.Jobs[i]
+		if err := j.validate(o.TTL); err != nil {
+			return nil, err
+		}
+		if seen[j.Name] {
+			return nil, fmt.Errorf("%w: job %q defined twice", locking.ErrInvalid, j.Name)
+		}
+		seen[j.Name] = true
+		if j.Retention == 0 {
+			j.Retention = o.Retention
+		}
+		if j.Retention < j.StartingDeadline {
+			return nil, fmt.Errorf("%w: job %q: retention %v is shorter than its starting deadline %v", locking.ErrInvalid, j.Name, j.Retention, j.StartingDeadline)
+		}
+		s.jobs = append(s.jobs, &j)
+	}
+	return s, nil
+}
+
+// Run runs the table until ctx ends, then shuts down gracefully: it stops
+// claiming ticks, waits up to the shutdown timeout for running jobs, cancels the
+// rest (their leases are released so another replica can take the tick over) and
+// returns nil. Ticks that fell within their starting deadline before Run started
+// are caught up according to each job's misfire policy.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.jobsCtx, s.stopJobs = context.WithCancelCause(context.WithoutCancel(ctx))
+	defer s.stopJobs(nil)
+	start := s.o.Clock.Now()
+	s.log.Info("scheduler started", zap.String("replica", s.o.Replica), zap.Int("jobs", len(s.jobs)), zap.Duration("ttl", s.o.TTL))
+
+	q := &tickQueue{}
+	for _, j := range s.jobs {
+		missed := j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
+		if len(missed) > maxCatchUp {
+			missed = missed[len(missed)-maxCatchUp:]
+		}
+		if len(missed) > 0 {
+			s.spawn(func() { s.catchUp(ctx, j, missed) })
+		}
+		if next := j.Schedule.Next(start); !next.IsZero() {
+			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+		}
+	}
+	s.dispatch(ctx, q)
+	return s.shutdown()
+}
+
+func (s *Scheduler) spawn(f func()) {
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		f()
+	}()
+}
+
+// dispatch fires ticks from q until ctx ends.
+func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
+	for q.Len() > 0 {
+		top := (*q)[0]
+		if wait := top.at.Sub(s.o.Clock.Now()); wait > 0 {
+			t := s.o.Clock.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C():
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		heap.Pop(q)
+		j, fire := top.job, top.fire
+		now := s.o.Clock.Now()
+		if late := now.Sub(fire); late > j.StartingDeadline {
+			// The replica was paused or its clock jumped: everything between
+			// fire and now fell without it. Treat it as a catch-up.
+			missed := j.Schedule.Between(fire.Add(-time.Nanosecond), now, 1<<14)
+			if len(missed) > maxCatchUp {
+				s.log.Warn("ticks missed while this replica was stalled; examining the newest only",
+					zap.String("job", j.Name), zap.Int("missed", len(missed)), zap.Int("examined", maxCatchUp))
+				missed = missed[len(missed)-maxCatchUp:]
+			}
+			s.spawn(func() { s.catchUp(ctx, j, missed) })
+			fire = missed[len(missed)-1]
+		} else {
+			s.emit(Event{Kind: EventFired, Job: j.Name, Tick: fire})
+			s.spawn(func() { s.handle(ctx, j, fire, true) })
+		}
+		if next := j.Schedule.Next(fire); !next.IsZero() {
+			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+		}
+	}
+	<-ctx.Done()
+}
+
+// startAt is when this replica starts racing for a tick: its instant plus the
+// job's deterministic jitter.
+func (s *Scheduler) startAt(j *Job, fire time.Time) time.Time {
+	if j.Jitter <= 0 {
+		return fire
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(j.Name + "@" + TickName(fire)))
+	return fire.Add(time.Duration(h.Sum64() % uint64(j.Jitter)))
+}
+
+// catchUp applies j's misfire policy to ticks that fell before this replica
+// could fire them, oldest first.
+func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time) {
+	s.emit(Event{Kind: EventCatchUp, Job: j.Name, Tick: missed[len(missed)-1], Detail: fmt.Sprint(len(missed), " ticks")})
+	for i, fire := range missed {
+		run := j.Misfire == MisfireRunAll || (j.Misfire == MisfireRunLatest && i == len(missed)-1)
+		s.handle(ctx, j, fire, run)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// shutdown waits for running handlers, cancelling their jobs after the timeout.
+func (s *Scheduler) shutdown() error {
+	done := make(chan struct{})
+	go func() { s.runs.Wait(); close(done) }()
+	s.log.Info("shutting down; waiting for running jobs", zap.Duration("timeout", s.o.ShutdownTimeout))
+	t := s.o.Clock.NewTimer(s.o.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		s.log.Info("scheduler stopped")
+		return nil
+	case <-t.C():
+	}
+	s.log.Warn("shutdown timeout: cancelling running jobs")
+	s.stopJobs(ErrShutdown)
+	<-done
+	s.log.Info("scheduler stopped")
+	return nil
+}
+
+func (s *Scheduler) emit(e Event) {
+	if s.o.Observe != nil {
+		e.Replica = s.o.Replica
+		s.o.Observe(e)
+	}
+}
+
+// tick is one pending fire in the dispatch queue.
+type tick struct {
+	job  *Job
+	fire time.Time // the scheduled instant: the tick's name
+	at   time.Time // when to start racing (fire + jitter)
+}
+
+// tickQueue is a min-heap of ticks by start time.
+type tickQueue []*tick
+
+func (q tickQueue) Len() int { return len(q) }
+func (q tickQueue) Less(i, j int) bool {
+	if q[i].at.Equal(q[j].at) {
+		return q[i].job.Name < q[j].job.Name
+	}
+	return q[i].at.Before(q[j].at)
+}
+func (q tickQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *tickQueue) Push(x any)   { *q = append(*q, x.(*tick)) }
+func (q *tickQueue) Pop() any {
+	old := *q
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = nil
+	*q = old[:n-1]
+	return x
+}
+

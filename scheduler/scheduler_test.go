@@ -1,0 +1,436 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/oncecron/oncecron/jobs"
+	"github.com/oncecron/oncecron/locking"
+	"github.com/oncecron/oncecron/locking/locktest"
+	"github.com/oncecron/oncecron/locking/memlock"
+	"github.com/oncecron/oncecron/schedule"
+	"github.com/oncecron/oncecron/scheduler"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// runLog records the runs of jobs across replicas.
+type runLog struct {
+	mu   sync.Mutex
+	runs []jobs.Run
+}
+
+func (l *runLog) add(r jobs.Run) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.Logger = nil
+	l.runs = append(l.runs, r)
+}
+
+func (l *runLog) all() []jobs.Run {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]jobs.Run(nil), l.runs...)
+}
+
+func mustSchedule(t *testing.T, spec string) schedule.Schedule {
+	t.Helper()
+	s, err := schedule.Parse(spec, schedule.Options{})
+	if err != nil {
+		t.Fatalf("parse %q: %v", spec, err)
+	}
+	return s
+}
+
+func newLocker(t *testing.T, b locking.Backend, ttl time.Duration) *locking.Locker {
+	t.Helper()
+	l, err := locking.New(b, locking.WithLogger(zaptest.NewLogger(t)), locking.WithPollInterval(min(time.Second, ttl/3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func newScheduler(t *testing.T, l *locking.Locker, replica string, ttl time.Duration, js []scheduler.Job, observe func(scheduler.Event)) *scheduler.Scheduler {
+	t.Helper()
+	s, err := scheduler.New(scheduler.Options{
+		Jobs: js, Locker: l, Replica: replica, TTL: ttl,
+		ShutdownTimeout: 5 * time.Second, Logger: zaptest.NewLogger(t).Named(replica), Observe: observe,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// start runs s until the test's cleanup and reports Run's error.
+func start(t *testing.T, s *scheduler.Scheduler) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// checkOnce checks that every tick ran at most once and tokens rise with ticks.
+func checkOnce(t *testing.T, runs []jobs.Run) map[string]map[time.Time]jobs.Run {
+	t.Helper()
+	byJob := map[string]map[time.Time]jobs.Run{}
+	for _, r := range runs {
+		if byJob[r.Job] == nil {
+			byJob[r.Job] = map[time.Time]jobs.Run{}
+		}
+		if prev, ok := byJob[r.Job][r.Scheduled]; ok {
+			t.Errorf("job %s tick %s ran twice: on %s (token %d) and %s (token %d)",
+				r.Job, scheduler.TickName(r.Scheduled), prev.Replica, prev.Token, r.Replica, r.Token)
+		}
+		byJob[r.Job][r.Scheduled] = r
+	}
+	for job, ticks := range byJob {
+		var ts []time.Time
+		for at := range ticks {
+			ts = append(ts, at)
+		}
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		for i := 1; i < len(ts); i++ {
+			if a, b := ticks[ts[i-1]], ticks[ts[i]]; b.Token <= a.Token {
+				t.Errorf("job %s: tick %s has token %d, not above the earlier tick's %d", job, scheduler.TickName(b.Scheduled), b.Token, a.Token)
+			}
+		}
+	}
+	return byJob
+}
+
+// ran returns the runs scheduled in (from, to].
+func ran(runs []jobs.Run, from, to time.Time) []jobs.Run {
+	var out []jobs.Run
+	for _, r := range runs {
+		if r.Scheduled.After(from) && !r.Scheduled.After(to) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// outcomes counts a job's records by outcome, among ticks scheduled after from.
+func outcomes(t *testing.T, b locking.Backend, job string, from time.Time) map[locking.Outcome]int {
+	t.Helper()
+	recs, err := b.Records(context.Background(), job, 1000)
+	if err != nil {
+		t.Fatalf("records of %s: %v", job, err)
+	}
+	out := map[locking.Outcome]int{}
+	for _, r := range recs {
+		if at, err := time.Parse(time.RFC3339Nano, r.Key.Name); err == nil && at.After(from) {
+			out[r.Outcome]++
+		}
+	}
+	return out
+}
+
+func TestEveryTickOnceSingleReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log runLog
+		b := memlock.New()
+		js := []scheduler.Job{{
+			Name: "every-second", Schedule: mustSchedule(t, "@every 1s"),
+			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil },
+		}}
+		s := newScheduler(t, newLocker(t, b, 3*time.Second), "r1", 3*time.Second, js, nil)
+		begin := time.Now()
+		stop := start(t, s)
+		time.Sleep(10*time.Second + 500*time.Millisecond)
+		stop()
+		checkOnce(t, log.all())
+		runs := ran(log.all(), begin, begin.Add(10*time.Second))
+		if len(runs) != 10 {
+			t.Fatalf("%d runs in 10.5s of an @every 1s job, want 10", len(runs))
+		}
+		for i, r := range runs {
+			want := begin.Truncate(time.Second).Add(time.Duration(i+1) * time.Second)
+			if !r.Scheduled.Equal(want) {
+				t.Errorf("run %d scheduled %v, want %v", i, r.Scheduled, want)
+			}
+			if r.Attempt != 1 || r.Replica != "r1" {
+				t.Errorf("run %d: attempt %d replica %q", i, r.Attempt, r.Replica)
+			}
+		}
+		if got := outcomes(t, b, "every-second", begin); got[locking.OutcomeSucceeded] != 10 || len(got) != 1 {
+			t.Errorf("records: %v, want 10 succeeded", got)
+		}
+	})
+}
+
+func TestThreeReplicasInProcess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log runLog
+		b := memlock.New()
+		var js []scheduler.Job
+		for i := range 20 {
+			js = append(js, scheduler.Job{
+				Name: fmt.Sprintf("job-%02d", i), Schedule: mustSchedule(t, "* * * * * *"),
+				Func: func(ctx context.Context, r jobs.Run) error {
+					time.Sleep(100 * time.Millisecond)
+					log.add(r)
+					return nil
+				},
+			})
+		}
+		begin := time.Now()
+		for _, name := range []string{"a", "b", "c"} {
+			start(t, newScheduler(t, newLocker(t, b, 2*time.Second), name, 2*time.Second, js, nil))
+		}
+		time.Sleep(10*time.Second + 500*time.Millisecond)
+		byJob := checkOnce(t, ran(log.all(), begin, begin.Add(10*time.Second)))
+		for _, j := range js {
+			if n := len(byJob[j.Name]); n != 10 {
+				t.Errorf("job %s ran %d ticks in 10.5s, want 10", j.Name, n)
+			}
+		}
+	})
+}
+
+func TestCatchUpRunLatest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log runLog
+		b := memlock.New()
+		var events sync.Map
+		js := []scheduler.Job{
+			{Name: "latest", Schedule: mustSchedule(t, "@every 10s"), StartingDeadline: 35 * time.Second,
+				Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }},
+			{Name: "all", Schedule: mustSchedule(t, "@every 10s"), StartingDeadline: 35 * time.Second, Misfire: scheduler.MisfireRunAll,
+				Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }},
+			{Name: "skip", Schedule: mustSchedule(t, "@every 10s"), StartingDeadline: 35 * time.Second, Misfire: scheduler.MisfireSkip,
+				Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }},
+		}
+		time.Sleep(5 * time.Second) // start 5s after a multiple of 10s
+		s := newScheduler(t, newLocker(t, b, 2*time.Second), "r1", 2*time.Second, js, func(e scheduler.Event) {
+			if e.Kind == scheduler.EventMissed {
+				n, _ := events.LoadOrStore(e.Job, new(int))
+				*n.(*int)++
+			}
+		})
+		stop := start(t, s)
+		time.Sleep(time.Second)
+		stop()
+		count := map[string]int{}
+		for _, r := range log.all() {
+			count[r.Job]++
+		}
+		// Ticks at -5s, -15s, -25s fell within the 35s starting deadline.
+		want := map[string]int{"latest": 1, "all": 3, "skip": 0}
+		for job, n := range want {
+			if count[job] != n {
+				t.Errorf("job %s: %d catch-up runs, want %d", job, count[job], n)
+			}
+			recs, _ := b.Records(context.Background(), job, 10)
+			if len(recs) != 3 {
+				t.Errorf("job %s: %d records, want 3 (each missed tick recorded either way)", job, len(recs))
+			}
+		}
+	})
+}
+
+func TestOverlapSkip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log runLog
+		b := memlock.New()
+		js := []scheduler.Job{{
+			Name: "slow", Schedule: mustSchedule(t, "@every 1s"),
+			Func: func(ctx context.Context, r jobs.Run) error {
+				log.add(r)
+				time.Sleep(2500 * time.Millisecond)
+				return nil
+			},
+		}}
+		for _, name := range []string{"a", "b"} {
+			start(t, newScheduler(t, newLocker(t, b, 2*time.Second), name, 2*time.Second, js, nil))
+		}
+		time.Sleep(9*time.Second + 500*time.Millisecond)
+		runs := log.all()
+		for i := 1; i < len(runs); i++ {
+			if gap := runs[i].Scheduled.Sub(runs[i-1].Scheduled); gap < 3*time.Second {
+				t.Errorf("runs at %v and %v overlap (a run takes 2.5s)", runs[i-1].Scheduled, runs[i].Scheduled)
+			}
+		}
+		if len(runs) < 2 {
+			t.Errorf("%d runs, want at least 2", len(runs))
+		}
+		recs, _ := b.Records(context.Background(), "slow", 100)
+		skipped := 0
+		for _, r := range recs {
+			if r.Outcome == locking.OutcomeSkipped {
+				skipped++
+			}
+		}
+		if skipped == 0 {
+			t.Error("no tick recorded as skipped")
+		}
+	})
+}
+
+func TestTimeoutCancelsRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var cause error
+		var mu sync.Mutex
+		js := []scheduler.Job{{
+			Name: "stuck", Schedule: mustSchedule(t, "@every 10s"), Timeout: time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				<-ctx.Done()
+				mu.Lock()
+				cause = context.Cause(ctx)
+				mu.Unlock()
+				return ctx.Err()
+			},
+		}}
+		begin := time.Now()
+		start(t, newScheduler(t, newLocker(t, b, 2*time.Second), "r1", 2*time.Second, js, nil))
+		time.Sleep(12 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if !errors.Is(cause, scheduler.ErrTimeout) {
+			t.Errorf("cause = %v, want ErrTimeout", cause)
+		}
+		if got := outcomes(t, b, "stuck", begin); got[locking.OutcomeFailed] != 1 || len(got) != 1 {
+			t.Errorf("records: %v, want one failed run", got)
+		}
+	})
+}
+
+func TestRetriesWithinTick(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		js := []scheduler.Job{{
+			Name: "flaky", Schedule: mustSchedule(t, "@every 1m"), Retries: 3, RetryBackoff: 100 * time.Millisecond,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				log.add(r)
+				if r.Attempt < 3 {
+					return errors.New("transient")
+				}
+				return nil
+			},
+		}}
+		begin := time.Now()
+		start(t, newScheduler(t, newLocker(t, b, 2*time.Second), "r1", 2*time.Second, js, nil))
+		time.Sleep(61 * time.Second)
+		runs := ran(log.all(), begin, begin.Add(time.Minute))
+		if len(runs) != 3 || runs[2].Attempt != 3 || runs[0].Token != runs[2].Token {
+			t.Fatalf("runs: %+v; want attempts 1..3 under one token", runs)
+		}
+		recs, _ := b.Records(context.Background(), "flaky", 10)
+		if len(recs) == 0 || recs[0].Outcome != locking.OutcomeSucceeded || recs[0].Attempt != 3 {
+			t.Errorf("records: %+v", recs)
+		}
+	})
+}
+
+// TestLeaseLossCancelsAndTakeover cuts the runner of a tick off the backend: its
+// job is cancelled with ErrLost, the other replica takes the tick over with a
+// higher token and attempt 2, and the lost run is recorded once the backend is
+// back.
+func TestLeaseLossCancelsAndTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		fa := locktest.NewFaultyBackend(b)
+		var log runLog
+		var mu sync.Mutex
+		var causes []error
+		js := []scheduler.Job{{
+			Name: "long", Schedule: mustSchedule(t, "@every 1m"), StartingDeadline: 30 * time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				log.add(r)
+				if r.Replica == "a" {
+					fa.Cut() // a loses its backend in the middle of the run
+				}
+				select {
+				case <-ctx.Done():
+					mu.Lock()
+					causes = append(causes, context.Cause(ctx))
+					mu.Unlock()
+					return ctx.Err()
+				case <-time.After(5 * time.Second):
+					return nil
+				}
+			},
+		}}
+		ttl := 3 * time.Second
+		fb := locktest.NewFaultyBackend(b)
+		time.Sleep(31 * time.Second) // no catch-up: the tick at 0 is past its starting deadline
+		begin := time.Now()
+		start(t, newScheduler(t, newLocker(t, fa, ttl), "a", ttl, js, nil))
+		start(t, newScheduler(t, newLocker(t, fb, ttl), "b", ttl, js, nil))
+		time.Sleep(begin.Add(29*time.Second - 100*time.Millisecond).Sub(time.Now()))
+		fb.Cut() // b is slow to reach the backend at the tick, so a wins it
+		time.Sleep(150 * time.Millisecond)
+		fb.Heal()
+		time.Sleep(45 * time.Second)
+		fa.Heal()
+		time.Sleep(5 * time.Second)
+		runs := ran(log.all(), begin, begin.Add(time.Minute))
+		if len(runs) != 2 || runs[0].Replica != "a" || runs[1].Replica != "b" {
+			t.Fatalf("runs: %+v; want a's run then b's takeover", runs)
+		}
+		if runs[1].Token <= runs[0].Token || runs[1].Attempt != 2 || !runs[1].Scheduled.Equal(runs[0].Scheduled) {
+			t.Errorf("takeover run %+v after %+v: want the same tick, a higher token, attempt 2", runs[1], runs[0])
+		}
+		mu.Lock()
+		if len(causes) != 1 || !errors.Is(causes[0], locking.ErrLost) {
+			t.Errorf("causes of cancellation: %v, want one ErrLost", causes)
+		}
+		mu.Unlock()
+		if got := outcomes(t, b, "long", begin); got[locking.OutcomeLost] != 1 || got[locking.OutcomeSucceeded] != 1 {
+			t.Errorf("records: %v; want one lost (a) and one succeeded (b)", got)
+		}
+	})
+}
+
+func TestShutdownWaitsForRunningJobs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var finished bool
+		var mu sync.Mutex
+		js := []scheduler.Job{{
+			Name: "finishing", Schedule: mustSchedule(t, "@every 10s"),
+			Func: func(ctx context.Context, r jobs.Run) error {
+				time.Sleep(2 * time.Second)
+				mu.Lock()
+				finished = true
+				mu.Unlock()
+				return nil
+			},
+		}}
+		time.Sleep(time.Second)
+		begin := time.Now()
+		stop := start(t, newScheduler(t, newLocker(t, b, 2*time.Second), "r1", 2*time.Second, js, nil))
+		time.Sleep(10 * time.Second) // the run started at 10s
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			t.Error("shutdown returned before the running job finished")
+		}
+		if got := outcomes(t, b, "finishing", begin); got[locking.OutcomeSucceeded] != 1 || len(got) != 1 {
+			t.Errorf("records: %v, want one succeeded", got)
+		}
+	})
+}

@@ -1,0 +1,381 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oncecron/oncecron/jobs"
+	"github.com/oncecron/oncecron/locking"
+)
+
+// EventKind says what happened to a tick.
+type EventKind string
+
+// Event kinds.
+const (
+	EventFired       EventKind = "fired"        // the tick's instant came on this replica
+	EventWon         EventKind = "won"          // this replica won the tick's race
+	EventLostRace    EventKind = "lost_race"    // another replica holds the tick
+	EventAlreadyDone EventKind = "already_done" // the tick was completed already
+	EventTakeover    EventKind = "takeover"     // this replica took over a tick whose runner died
+	EventSkipped     EventKind = "skipped"      // skipped by the overlap policy
+	EventMissed      EventKind = "missed"       // recorded as missed (misfire, backend down)
+	EventCatchUp     EventKind = "catch_up"     // ticks found that fell while no replica ran them
+	EventFinished    EventKind = "finished"     // a run ended; Outcome says how
+	EventLeaseLost   EventKind = "lease_lost"   // a run lost its lease
+	EventUnavailable EventKind = "unavailable"  // the backend could not be reached
+)
+
+// Event describes one step of a tick, for metrics and tests.
+type Event struct {
+	Kind     EventKind
+	Replica  string
+	Job      string
+	Tick     time.Time
+	Token    uint64
+	Attempt  int
+	Outcome  locking.Outcome
+	Duration time.Duration
+	Detail   string
+}
+
+// Keys of a job other than its ticks. They live in the job's fence scope, so
+// their tokens rise together with the ticks'.
+const (
+	runningName = "running" // held while a run of the job is in progress (overlap)
+	bufferName  = "buffered"
+	cancelName  = "cancel"
+)
+
+// handle takes part in one tick: race for it and run it (run=true), or make sure
+// it is recorded as missed (run=false).
+func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool) {
+	key := locking.Key{Scope: j.Name, Name: TickName(fire)}
+	log := s.log.With(zap.String("job", j.Name), zap.String("tick", key.Name))
+	deadline := fire.Add(j.StartingDeadline)
+	attempt, takeover := 1, false
+	var lease *locking.Lease
+	backoff := 100 * time.Millisecond
+	for lease == nil {
+		var err error
+		lease, err = s.locker.Claim(ctx, key, s.o.TTL)
+		switch {
+		case err == nil:
+		case errors.Is(err, locking.ErrDone):
+			s.emit(Event{Kind: EventAlreadyDone, Job: j.Name, Tick: fire})
+			return
+		case errors.Is(err, locking.ErrHeld):
+			s.emit(Event{Kind: EventLostRace, Job: j.Name, Tick: fire})
+			if !run {
+				return // someone is running or recording it
+			}
+			if lease = s.await(ctx, j, key, deadline, log); lease == nil {
+				return
+			}
+			attempt, takeover = 2, true
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, locking.ErrUnavailable):
+			s.emit(Event{Kind: EventUnavailable, Job: j.Name, Tick: fire, Detail: err.Error()})
+			if s.o.Clock.Now().After(deadline) {
+				log.Error("backend unavailable past the tick's starting deadline; it will be recorded as missed", zap.Error(err))
+				s.spawn(func() { s.recordMissed(ctx, j, fire, "backend unavailable until the starting deadline") })
+				return
+			}
+			log.Warn("backend unavailable; retrying the claim", zap.Error(err))
+			if sleep(ctx, s.o.Clock, backoff) != nil {
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		default:
+			log.Error("claim failed", zap.Error(err))
+			return
+		}
+	}
+	if takeover {
+		s.emit(Event{Kind: EventTakeover, Job: j.Name, Tick: fire, Token: lease.Token()})
+		log.Warn("the tick's runner did not complete it; taking over", zap.Uint64("token", lease.Token()))
+		if j.OnHolderLoss == HolderLossAbandon {
+			s.finish(lease, j, fire, log, locking.Record{Outcome: locking.OutcomeAbandoned, Attempt: attempt,
+				Error: "runner lost its lease; on_holder_loss: abandon"})
+			return
+		}
+	} else {
+		s.emit(Event{Kind: EventWon, Job: j.Name, Tick: fire, Token: lease.Token()})
+	}
+	if !run || s.o.Clock.Now().After(deadline) {
+		s.finish(lease, j, fire, log, locking.Record{Outcome: locking.OutcomeMissed, Attempt: attempt,
+			Error: "no replica ran it before its starting deadline"})
+		s.emit(Event{Kind: EventMissed, Job: j.Name, Tick: fire})
+		return
+	}
+	s.run(ctx, j, lease, fire, attempt, log)
+}
+
+// await waits, without hammering the backend, for the runner of a tick to end it.
+// It returns a lease if the runner died or released it within the starting
+// deadline (a takeover), and nil if the tick was completed or the deadline passed.
+func (s *Scheduler) await(ctx context.Context, j *Job, key locking.Key, deadline time.Time, log *zap.Logger) *locking.Lease {
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	lease, err := s.locker.Acquire(actx, key, s.o.TTL)
+	switch {
+	case err == nil:
+		return lease
+	case errors.Is(err, locking.ErrDone):
+		s.emit(Event{Kind: EventAlreadyDone, Job: j.Name, Tick: deadline.Add(-j.StartingDeadline)})
+	case ctx.Err() != nil:
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Debug("tick still held at its starting deadline; no takeover")
+	default:
+		log.Warn("waiting for the tick's runner failed", zap.Error(err))
+	}
+	return nil
+}
+
+// run runs a won tick under its lease and completes it with the run's record.
+func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire time.Time, attempt int, log *zap.Logger) {
+	rctx, cancel := context.WithCancelCause(lease.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(s.jobsCtx, func() { cancel(context.Cause(s.jobsCtx)) })
+	defer stop()
+
+	guard, ok := s.overlap(ctx, j, lease, fire, log, cancel)
+	if !ok {
+		return
+	}
+	if guard != nil {
+		defer func() {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+			defer rcancel()
+			_ = guard.Release(rctx)
+		}()
+		stopGuard := context.AfterFunc(guard.Context(), func() { cancel(context.Cause(guard.Context())) })
+		defer stopGuard()
+		if j.Overlap == OverlapCancelOther {
+			go s.watchCancel(rctx, j, cancel)
+		}
+	}
+	if j.Timeout > 0 {
+		var tcancel context.CancelFunc
+		rctx, tcancel = context.WithTimeoutCause(rctx, j.Timeout, ErrTimeout)
+		defer tcancel()
+	}
+
+	started := s.o.Clock.Now()
+	base := jobs.Run{Job: j.Name, Scheduled: fire, Token: lease.Token(), Replica: s.o.Replica, Args: j.Args}
+	last := attempt
+	err := jobs.Retry(rctx, j.Retries+1, j.RetryBackoff, func(ctx context.Context, n int) error {
+		r := base
+		r.Attempt = attempt + n - 1
+		last = r.Attempt
+		r = r.WithLogger(s.log)
+		r.Logger.Info("job started")
+		return j.Func(ctx, r)
+	})
+	ended := s.o.Clock.Now()
+	rec := locking.Record{Outcome: locking.OutcomeSucceeded, Replica: s.o.Replica, Attempt: last, Started: started, Ended: ended}
+	if err != nil {
+		rec.Outcome, rec.Error = locking.OutcomeFailed, err.Error()
+	}
+	log = log.With(zap.Uint64("token", lease.Token()), zap.Int("attempt", last), zap.Duration("took", ended.Sub(started)))
+	switch {
+	case lease.Err() != nil:
+		// The lease was lost: the job was cancelled and may not complete the tick.
+		rec.Outcome = locking.OutcomeLost
+		rec.Error = fmt.Sprintf("lease lost: %v; job returned: %v", lease.Err(), err)
+		log.Error("run lost its lease; the tick is not completed", zap.Error(lease.Err()))
+		s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: last})
+		s.recordRun(ctx, j, fire, lease, rec)
+		return
+	case errors.Is(context.Cause(rctx), ErrShutdown):
+		// Cut short by shutdown: release the tick so another replica takes it over.
+		rec.Outcome = locking.OutcomeFailed
+		rec.Error = "interrupted by shutdown; released for takeover: " + rec.Error
+		log.Warn("run interrupted by shutdown; releasing the tick")
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+		_ = lease.Release(rctx)
+		rcancel()
+		s.recordRun(ctx, j, fire, lease, rec)
+		return
+	}
+	s.finish(lease, j, fire, log, rec)
+	if err != nil {
+		log.Error("job failed", zap.Error(err))
+	} else {
+		log.Info("job succeeded")
+	}
+	s.emit(Event{Kind: EventFinished, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: last,
+		Outcome: rec.Outcome, Duration: ended.Sub(started), Detail: rec.Error})
+}
+
+// finish completes a tick with rec.
+func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *zap.Logger, rec locking.Record) {
+	if rec.Replica == "" {
+		rec.Replica = s.o.Replica
+	}
+	if rec.Started.IsZero() {
+		rec.Started = s.o.Clock.Now()
+		rec.Ended = rec.Started
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.TTL)
+	defer cancel()
+	if err := lease.Complete(ctx, rec, j.Retention); err != nil {
+		log.Error("completing the tick failed; it may be run again by another replica", zap.Error(err))
+		if errors.Is(err, locking.ErrLost) {
+			rec.Outcome = locking.OutcomeLost
+			rec.Error = "completion refused: " + err.Error() + "; run outcome: " + rec.Error
+			s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: rec.Attempt})
+		}
+		s.recordRun(context.Background(), j, fire, lease, rec)
+	}
+}
+
+// recordRun stores the record of a run that could not complete its tick, retrying
+// while the backend is unreachable, for a bounded time. If it cannot, the record
+// goes to the log in full, so it is never lost without a trace.
+func (s *Scheduler) recordRun(ctx context.Context, j *Job, fire time.Time, lease *locking.Lease, rec locking.Record) {
+	rec.Key = locking.Key{Scope: j.Name, Name: TickName(fire)}
+	rec.Token, rec.Owner = lease.Token(), lease.Owner()
+	if rec.Replica == "" {
+		rec.Replica = s.o.Replica
+	}
+	s.spawn(func() { s.addRecord(s.jobsCtx, rec) })
+}
+
+// maxRecordWait bounds how long a replica keeps trying to store a run record
+// while the backend is unreachable.
+const maxRecordWait = time.Hour
+
+// addRecord stores rec, retrying until the backend answers, maxRecordWait
+// passes, or the replica's shutdown timeout ends (ctx); then it logs rec in full.
+func (s *Scheduler) addRecord(ctx context.Context, rec locking.Record) {
+	backoff := 200 * time.Millisecond
+	limit := s.o.Clock.Now().Add(maxRecordWait)
+	for {
+		actx, cancel := context.WithTimeout(ctx, s.o.TTL)
+		err := s.locker.AddRecord(actx, rec)
+		cancel()
+		if err == nil {
+			return
+		}
+		if s.o.Clock.Now().After(limit) || !errors.Is(err, locking.ErrUnavailable) {
+			s.log.Error("could not store a run record; here it is", zap.Any("record", rec), zap.Error(err))
+			return
+		}
+		if sleep(ctx, s.o.Clock, backoff) != nil {
+			s.log.Error("shutting down before a run record could be stored; here it is", zap.Any("record", rec), zap.Error(err))
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// recordMissed marks a tick that nobody ran as missed, exactly once across the
+// replicas (claim and complete), once the backend is reachable again.
+func (s *Scheduler) recordMissed(ctx context.Context, j *Job, fire time.Time, why string) {
+	key := locking.Key{Scope: j.Name, Name: TickName(fire)}
+	backoff := time.Second
+	for range 60 {
+		lease, err := s.locker.Claim(ctx, key, s.o.TTL)
+		switch {
+		case err == nil:
+			s.finish(lease, j, fire, s.log, locking.Record{Outcome: locking.OutcomeMissed, Error: why})
+			s.emit(Event{Kind: EventMissed, Job: j.Name, Tick: fire})
+			return
+		case errors.Is(err, locking.ErrDone), errors.Is(err, locking.ErrHeld), ctx.Err() != nil:
+			return
+		}
+		if sleep(ctx, s.o.Clock, backoff) != nil {
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+	s.log.Error("could not record a missed tick", zap.String("job", j.Name), zap.Time("tick", fire))
+}
+
+// overlap applies j's overlap policy before a run. It returns the guard lease
+// (held while the run lasts) and whether to run at all; when not, the tick has
+// been completed as skipped.
+func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, fire time.Time, log *zap.Logger, cancelRun context.CancelCauseFunc) (*locking.Lease, bool) {
+	if j.Overlap == OverlapAllow {
+		return nil, true
+	}
+	running := locking.Key{Scope: j.Name, Name: runningName}
+	skip := func(why string) (*locking.Lease, bool) {
+		log.Info("tick skipped: " + why)
+		s.finish(lease, j, fire, log, locking.Record{Outcome: locking.OutcomeSkipped, Error: why})
+		s.emit(Event{Kind: EventSkipped, Job: j.Name, Tick: fire, Detail: why})
+		return nil, false
+	}
+	// A bounded context: the tick's lease, and shutdown.
+	gctx, cancel := context.WithCancel(lease.Context())
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	guard, err := s.locker.Claim(gctx, running, s.o.TTL)
+	if err == nil {
+		return guard, true
+	}
+	if !errors.Is(err, locking.ErrHeld) {
+		log.Error("overlap check failed; releasing the tick", zap.Error(err))
+		rctx, rcancel := context.WithTimeout(context.Background(), s.o.TTL)
+		_ = lease.Release(rctx)
+		rcancel()
+		return nil, false
+	}
+	switch j.Overlap {
+	case OverlapSkip:
+		return skip("an earlier run is still running")
+	case OverlapBufferOne:
+		buf, err := s.locker.Claim(gctx, locking.Key{Scope: j.Name, Name: bufferName}, s.o.TTL)
+		if err != nil {
+			return skip("an earlier run is still running and another tick already waits for it")
+		}
+		defer buf.Release(context.WithoutCancel(gctx)) //nolint:errcheck // best effort; it expires
+		guard, err = s.locker.Acquire(gctx, running, s.o.TTL)
+	case OverlapCancelOther:
+		req, cerr := s.locker.Claim(gctx, locking.Key{Scope: j.Name, Name: cancelName}, s.o.TTL)
+		if cerr == nil {
+			defer req.Release(context.WithoutCancel(gctx)) //nolint:errcheck // best effort; it expires
+		}
+		log.Info("cancelling the running run of the job")
+		guard, err = s.locker.Acquire(gctx, running, s.o.TTL)
+	}
+	if err != nil {
+		return skip("could not take over from the earlier run: " + err.Error())
+	}
+	return guard, true
+}
+
+// watchCancel cancels a run when a newer tick of its job asks for it (overlap
+// policy cancel_other): the newer tick holds the job's cancel key.
+func (s *Scheduler) watchCancel(ctx context.Context, j *Job, cancel context.CancelCauseFunc) {
+	key := locking.Key{Scope: j.Name, Name: cancelName}
+	for sleep(ctx, s.o.Clock, s.o.TTL/3) == nil {
+		probe, err := s.locker.Claim(ctx, key, s.o.TTL)
+		if err == nil {
+			_ = probe.Release(context.WithoutCancel(ctx))
+			continue
+		}
+		if errors.Is(err, locking.ErrHeld) {
+			cancel(ErrCancelledByNewer)
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, c locking.Clock, d time.Duration) error {
+	t := c.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
+}
