@@ -272,4 +272,3 @@ func (q *tickQueue) Pop() any {
 	*q = old[:n-1]
 	return x
 }
-
