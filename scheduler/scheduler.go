@@ -57,6 +57,10 @@ type Options struct {
 	Clock locking.Clock
 	// Observe, if set, is called for every event (from many goroutines).
 	Observe func(Event)
+	// SkipCatchUp turns off the search for ticks missed before Run started:
+	// for a backend that starts empty (memory), where every recent tick would
+	// look missed.
+	SkipCatchUp bool
 }
 
 // Scheduler runs a cron table as one replica among several.
@@ -125,7 +129,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.jobsCtx, s.stopJobs = context.WithCancelCause(context.WithoutCancel(ctx))
 	defer s.stopJobs(nil)
 	start := s.o.Clock.Now()
-	s.log.Info("scheduler started", zap.String("replica", s.o.Replica), zap.Int("jobs", len(s.jobs)), zap.Duration("ttl", s.o.TTL))
+	s.log.Info("scheduler started", zap.Int("jobs", len(s.jobs)), zap.Duration("ttl", s.o.TTL))
 
 	q := &tickQueue{}
 	for _, j := range s.jobs {
@@ -133,7 +137,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if len(missed) > maxCatchUp {
 			missed = missed[len(missed)-maxCatchUp:]
 		}
-		if len(missed) > 0 {
+		if len(missed) > 0 && !s.o.SkipCatchUp {
 			s.spawn(func() { s.catchUp(ctx, j, missed) })
 		}
 		if next := j.Schedule.Next(start); !next.IsZero() {
@@ -209,10 +213,18 @@ func (s *Scheduler) startAt(j *Job, fire time.Time) time.Time {
 // could fire them, oldest first.
 func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time) {
 	s.emit(Event{Kind: EventCatchUp, Job: j.Name, Tick: missed[len(missed)-1], Detail: fmt.Sprint(len(missed), " ticks")})
-	for i, fire := range missed {
-		run := j.Misfire == MisfireRunAll || (j.Misfire == MisfireRunLatest && i == len(missed)-1)
-		s.handle(ctx, j, fire, run)
-		if ctx.Err() != nil {
+	if j.Misfire == MisfireRunAll {
+		for _, fire := range missed {
+			if s.handle(ctx, j, fire, true); ctx.Err() != nil {
+				return
+			}
+		}
+		return
+	}
+	// The newest first, so that it starts as early as it can; then the older
+	// ones are recorded as missed (unless some replica ran them).
+	for i := len(missed) - 1; i >= 0; i-- {
+		if s.handle(ctx, j, missed[i], i == len(missed)-1 && j.Misfire == MisfireRunLatest); ctx.Err() != nil {
 			return
 		}
 	}
