@@ -33,7 +33,7 @@ type Config struct {
 	Backend Backend
 	Lock    Lock
 	// Replica names this process in locks and logs (key "replica";
-	// default: the host name).
+	// default: hostname-pid; the --replica flag overrides it).
 	Replica string
 	// ShutdownTimeout bounds how long a stopping replica waits for running
 	// jobs (key "shutdown_timeout"; default 30s).
@@ -154,8 +154,10 @@ type Overlap string
 
 // Overlap policies.
 const (
-	OverlapSkip  Overlap = "skip"  // skip the new tick (default)
-	OverlapAllow Overlap = "allow" // run both
+	OverlapSkip        Overlap = "skip"         // skip the new tick (default)
+	OverlapAllow       Overlap = "allow"        // run both
+	OverlapBufferOne   Overlap = "buffer_one"   // run it when the earlier run ends; at most one waits
+	OverlapCancelOther Overlap = "cancel_other" // cancel the earlier run, then run this one
 )
 
 // Job is one entry of "jobs". Exactly one of Func and Command is set.
@@ -198,8 +200,12 @@ type Job struct {
 	Misfire          Misfire    // "misfire"; default run_latest
 	OnHolderLoss     HolderLoss // "on_holder_loss"; default retry
 	Overlap          Overlap    // "overlap"; default skip
-	Critical         bool       // "critical": failures are alerts
-	Disabled         bool       // "disabled": keep in the table, never run
+	// Jitter delays each tick's start by a deterministic amount below it,
+	// the same on every replica, so that many jobs sharing an instant do not
+	// hit the backend in the same millisecond (key "jitter"; default 0).
+	Jitter   time.Duration
+	Critical bool // "critical": failures are alerts
+	Disabled bool // "disabled": keep in the table, never run
 
 	// Line is where the job starts in the file.
 	Line int

@@ -443,7 +443,7 @@ func TestErrors(t *testing.T) {
 			`t.yaml:6: jobs[0].dst: invalid value "sometimes" (want adjust, skip or both)`,
 			`t.yaml:7: jobs[0].misfire: invalid value "run_first" (want run_latest, run_all or skip)`,
 			`t.yaml:8: jobs[0].on_holder_loss: invalid value "panic" (want retry or abandon)`,
-			`t.yaml:9: jobs[0].overlap: invalid value "queue" (want skip or allow)`,
+			`t.yaml:9: jobs[0].overlap: invalid value "queue" (want skip, allow, buffer_one or cancel_other)`,
 			`t.yaml:10: jobs[0].critical: expected true or false, got "maybe"`,
 		}},
 		{"numbers", lines(
@@ -799,5 +799,36 @@ func TestHostileInputsAreBounded(t *testing.T) {
 	if len(got) < 3 || !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "merge keys") }) ||
 		!slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "args: too large") }) {
 		t.Errorf("errors: %s", strings.Join(got, "\n"))
+	}
+}
+
+func TestOverlapAndJitter(t *testing.T) {
+	c := mustParse(t, lines(
+		"backend: {type: memory}",
+		"jobs:",
+		"  - {name: a, schedule: '@every 10s', command: [/bin/true], overlap: buffer_one, jitter: 2s}",
+		"  - {name: b, schedule: '@every 10s', command: [/bin/true], overlap: cancel_other}",
+	))
+	if c.Jobs[0].Overlap != OverlapBufferOne || c.Jobs[0].Jitter != 2*time.Second || c.Jobs[1].Overlap != OverlapCancelOther || c.Jobs[1].Jitter != 0 {
+		t.Errorf("jobs: %+v", c.Jobs)
+	}
+	_, err := parse(t, lines(
+		"backend: {type: memory}",
+		"jobs:",
+		"  - {name: a, schedule: '@every 10s', command: [/bin/true], jitter: 1m}",
+	))
+	want := []string{"t.yaml:3: jobs[0].jitter: 1m0s must be less than starting_deadline (20s), or a tick would start past its deadline"}
+	if got := errorLines(t, err); !slices.Equal(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestDefaultReplicaIsHostnamePID(t *testing.T) {
+	c, err := Parse("t.yaml", []byte("backend: {type: memory}\njobs: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("-%d", os.Getpid()); !strings.HasSuffix(c.Replica, want) {
+		t.Errorf("default replica %q, want hostname%s", c.Replica, want)
 	}
 }

@@ -31,7 +31,7 @@ func Load(path string, opts ...Option) (*Config, error) {
 // Parse decodes and validates a cron table; name is used in error
 // messages and as Config.File. Invalid input yields a *Error.
 func Parse(name string, data []byte, opts ...Option) (*Config, error) {
-	o := options{lookupEnv: os.LookupEnv, hostname: os.Hostname}
+	o := options{lookupEnv: os.LookupEnv, hostname: defaultReplica}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -464,8 +464,18 @@ var (
 	adminFields     = []string{"listen"}
 	jobFields       = []string{"name", "schedule", "timezone", "dst", "anchor", "func", "args", "command",
 		"env", "dir", "timeout", "retries", "retry_backoff", "starting_deadline", "misfire",
-		"on_holder_loss", "overlap", "critical", "disabled"}
+		"on_holder_loss", "overlap", "jitter", "critical", "disabled"}
 )
+
+// defaultReplica names a replica that sets no name: hostname-pid, so that
+// several replicas on one host are told apart in records and logs.
+func defaultReplica() (string, error) {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "oncecron"
+	}
+	return fmt.Sprintf("%s-%d", h, os.Getpid()), nil
+}
 
 func (d *decoder) decodeFile(data []byte) *Config {
 	root := d.parseYAML(data)
@@ -780,7 +790,11 @@ func (d *decoder) job(o *obj, lock *Lock) Job {
 	}
 	j.Misfire = Misfire(o.enum("misfire", string(MisfireRunLatest), string(MisfireRunLatest), string(MisfireRunAll), string(MisfireSkip)))
 	j.OnHolderLoss = HolderLoss(o.enum("on_holder_loss", string(HolderLossRetry), string(HolderLossRetry), string(HolderLossAbandon)))
-	j.Overlap = Overlap(o.enum("overlap", string(OverlapSkip), string(OverlapSkip), string(OverlapAllow)))
+	j.Overlap = Overlap(o.enum("overlap", string(OverlapSkip), string(OverlapSkip), string(OverlapAllow), string(OverlapBufferOne), string(OverlapCancelOther)))
+	j.Jitter = o.nonNegDuration("jitter", 0)
+	if j.Jitter > 0 && j.StartingDeadline > 0 && j.Jitter >= j.StartingDeadline {
+		o.errorf("jitter", "%s must be less than starting_deadline (%s), or a tick would start past its deadline", j.Jitter, j.StartingDeadline)
+	}
 	j.Critical = o.boolean("critical")
 	j.Disabled = o.boolean("disabled")
 

@@ -434,3 +434,84 @@ func TestShutdownWaitsForRunningJobs(t *testing.T) {
 		}
 	})
 }
+
+func TestOverlapBufferOneAndCancelOther(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		overlap scheduler.Overlap
+		// want: the ticks (seconds after the first) that start, and whether the
+		// first run is cancelled.
+		wantStarts    []int
+		wantCancelled bool
+	}{
+		// Runs take 2.5s and ticks come every second: after the run of tick 0
+		// ends at 2.5s, tick 1 (buffered) runs until 5s; ticks 2 and 3 found one
+		// waiting already and were skipped; tick 5 then runs, and so on.
+		{"buffer_one", scheduler.OverlapBufferOne, []int{0, 1}, false},
+		// Each new tick cancels the run before it.
+		{"cancel_other", scheduler.OverlapCancelOther, []int{0, 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var log runLog
+				var mu sync.Mutex
+				cancelled := map[time.Time]error{}
+				b := memlock.New()
+				js := []scheduler.Job{{
+					Name: "slow", Schedule: mustSchedule(t, "@every 1s"), Overlap: tc.overlap,
+					Func: func(ctx context.Context, r jobs.Run) error {
+						log.add(r)
+						select {
+						case <-time.After(2500 * time.Millisecond):
+							return nil
+						case <-ctx.Done():
+							mu.Lock()
+							cancelled[r.Scheduled] = context.Cause(ctx)
+							mu.Unlock()
+							return ctx.Err()
+						}
+					},
+				}}
+				time.Sleep(500 * time.Millisecond)
+				begin := time.Now().Truncate(time.Second)
+				for _, name := range []string{"a", "b"} {
+					s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, 3*time.Second), Replica: name,
+						TTL: 3 * time.Second, Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+					if err != nil {
+						t.Fatal(err)
+					}
+					start(t, s)
+				}
+				time.Sleep(4 * time.Second)
+				runs := ran(log.all(), begin, begin.Add(time.Hour))
+				if len(runs) < 2 {
+					t.Errorf("%d runs, want at least 2", len(runs))
+					return
+				}
+				first, second := runs[0], runs[1]
+				if !first.Scheduled.Equal(begin.Add(time.Second)) || !second.Scheduled.Equal(begin.Add(2*time.Second)) {
+					t.Errorf("first runs at %v and %v, want ticks 1s and 2s", first.Scheduled, second.Scheduled)
+				}
+				mu.Lock()
+				cause, wasCancelled := cancelled[first.Scheduled]
+				mu.Unlock()
+				if wasCancelled != tc.wantCancelled {
+					t.Errorf("first run cancelled: %v (%v), want %v", wasCancelled, cause, tc.wantCancelled)
+				}
+				if tc.wantCancelled && !errors.Is(cause, scheduler.ErrCancelledByNewer) {
+					t.Errorf("cause %v, want ErrCancelledByNewer", cause)
+				}
+				time.Sleep(10 * time.Second)
+				checkOnce(t, log.all())
+				// Never two runs at once: each started after the previous ended
+				// (2.5s later) or was cancelled.
+				all := ran(log.all(), begin, begin.Add(time.Hour))
+				got := outcomes(t, b, "slow", begin)
+				if tc.overlap == scheduler.OverlapBufferOne && got[locking.OutcomeSkipped] == 0 {
+					t.Errorf("buffer_one: no tick skipped although ticks come faster than runs: %v", got)
+				}
+				t.Logf("%d runs, outcomes %v", len(all), got)
+			})
+		})
+	}
+}

@@ -332,14 +332,17 @@ func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, f
 	case OverlapSkip:
 		return skip("an earlier run is still running")
 	case OverlapBufferOne:
-		buf, err := s.locker.Claim(gctx, locking.Key{Scope: j.Name, Name: bufferName}, s.o.TTL)
-		if err != nil {
+		buf, berr := s.locker.Claim(gctx, locking.Key{Scope: j.Name, Name: bufferName}, s.o.TTL)
+		if berr != nil {
 			return skip("an earlier run is still running and another tick already waits for it")
 		}
 		defer buf.Release(context.WithoutCancel(gctx)) //nolint:errcheck // best effort; it expires
 		guard, err = s.locker.Acquire(gctx, running, s.o.TTL)
 	case OverlapCancelOther:
-		req, cerr := s.locker.Claim(gctx, locking.Key{Scope: j.Name, Name: cancelName}, s.o.TTL)
+		// Hold the cancel key until the running one ends: the runner probes it
+		// every TTL/3 and cancels itself when it finds it held. The probe holds
+		// it only for an instant, so wait for it rather than give up.
+		req, cerr := s.locker.Acquire(gctx, locking.Key{Scope: j.Name, Name: cancelName}, s.o.TTL)
 		if cerr == nil {
 			defer req.Release(context.WithoutCancel(gctx)) //nolint:errcheck // best effort; it expires
 		}
