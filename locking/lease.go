@@ -262,10 +262,41 @@ func (ls *Lease) renew(ctx context.Context) error {
 	return nil
 }
 
-// watch is the watchdog goroutine: renew every ttl/3 (with jitter), retry failed
-// renewals quickly, and declare the lease lost at its local deadline.
+// watch is the watchdog: it renews every ttl/3 (with jitter) and retries failed
+// renewals quickly, while a guard declares the lease lost at its local deadline
+// even if a renewal is stuck in flight.
 func (ls *Lease) watch(ctx context.Context) {
 	defer close(ls.watchDone)
+	guarded := make(chan struct{})
+	go func() {
+		defer close(guarded)
+		ls.guard(ctx)
+	}()
+	ls.renewLoop(ctx)
+	<-guarded
+}
+
+// guard ends the lease when its local deadline passes without a renewal.
+func (ls *Lease) guard(ctx context.Context) {
+	clock := ls.l.opts.clock
+	for {
+		t := clock.NewTimer(max(ls.Deadline().Sub(clock.Now()), 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-ls.done:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		if ls.Check() != nil {
+			return
+		}
+	}
+}
+
+func (ls *Lease) renewLoop(ctx context.Context) {
 	clock := ls.l.opts.clock
 	interval := ls.ttl / 3
 	next := jitter(interval)
@@ -274,6 +305,9 @@ func (ls *Lease) watch(ctx context.Context) {
 		t := clock.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-ls.done:
 			t.Stop()
 			return
 		case <-ls.lost:
