@@ -832,3 +832,15 @@ func TestDefaultReplicaIsHostnamePID(t *testing.T) {
 		t.Errorf("default replica %q, want hostname%s", c.Replica, want)
 	}
 }
+
+func TestExampleTablesLoad(t *testing.T) {
+	files, err := fs.Glob(os.DirFS("."), "examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example tables: %v", err)
+	}
+	for _, f := range files {
+		if _, err := Load(f, WithLookupEnv(func(string) (string, bool) { return "", false })); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
