@@ -181,7 +181,7 @@ func TestFullConfig(t *testing.T) {
 		"    misfire: run_all",
 		"    on_holder_loss: abandon",
 		"    overlap: allow",
-		"    critical: true",
+		"    critical: false",
 		"  - name: rotate-logs",
 		"    schedule: '@every 10s'",
 		"    anchor: '2026-01-01T00:00:03+01:00'",
@@ -208,7 +208,7 @@ func TestFullConfig(t *testing.T) {
 		p.Location.String() != "Asia/Shanghai" || p.DST != schedule.DSTBoth || p.Func != "payments.reconcile" ||
 		p.Timeout != time.Hour || p.Retries != 3 || p.RetryBackoff != 2*time.Second || p.StartingDeadline != time.Minute ||
 		p.Misfire != MisfireRunAll || p.OnHolderLoss != HolderLossAbandon || p.Overlap != OverlapAllow ||
-		!p.Critical || p.Disabled || p.Line != 15 {
+		p.Critical || p.Disabled || p.Line != 15 {
 		t.Errorf("payments job = %+v", p)
 	}
 	if got := p.Schedule.Next(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); !got.Equal(time.Date(2026, 1, 1, 18, 30, 0, 0, time.UTC)) {
@@ -842,5 +842,33 @@ func TestExampleTablesLoad(t *testing.T) {
 		if _, err := Load(f, WithLookupEnv(func(string) (string, bool) { return "", false })); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+func TestCriticalNeedsFencedBackend(t *testing.T) {
+	for _, tc := range []struct {
+		name, backend string
+		want          []string
+	}{
+		{"single redis", "{type: redis, redis: {addr: 'h:1'}}", nil},
+		{"etcd", "{type: etcd, etcd: {endpoints: ['h:1']}}", nil},
+		{"sentinel", "{type: redis, redis: {addrs: ['h:1'], master_name: m}}", []string{
+			"t.yaml:5: jobs[0].critical: a critical job needs a backend whose fencing tokens survive failover: Redis Sentinel fails over to asynchronously replicated replicas; use etcd or zookeeper, or one Redis primary with appendfsync always"}},
+		{"cluster", "{type: redis, redis: {addrs: ['h:1', 'h:2']}}", []string{
+			"t.yaml:5: jobs[0].critical: a critical job needs a backend whose fencing tokens survive failover: Redis Cluster fails over to asynchronously replicated replicas; use etcd or zookeeper, or one Redis primary with appendfsync always"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, lines(
+				"backend: "+tc.backend,
+				"jobs:",
+				"  - name: pay",
+				"    schedule: '@daily'",
+				"    critical: true",
+				"    command: [/bin/true]",
+			))
+			if got := errorLines(t, err); !slices.Equal(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
 	}
 }

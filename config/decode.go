@@ -656,6 +656,11 @@ func (d *decoder) jobs(top *obj, cfg *Config) {
 		o := d.object(n, n, path, jobFields)
 		j := d.job(o, &cfg.Lock)
 		j.Line = n.Line
+		if j.Critical {
+			if why := unfencedBackend(cfg.Backend); why != "" {
+				o.errorf("critical", "a critical job needs a backend whose fencing tokens survive failover: %s; use etcd or zookeeper, or one Redis primary with appendfsync always", why)
+			}
+		}
 		if j.Name != "" {
 			if first, dup := names[j.Name]; dup {
 				o.errorf("name", "duplicate job name %q (first used by jobs[%d])", j.Name, first)
@@ -665,6 +670,22 @@ func (d *decoder) jobs(top *obj, cfg *Config) {
 		}
 		cfg.Jobs = append(cfg.Jobs, j)
 	}
+}
+
+// unfencedBackend says why a backend configuration, as far as the file shows,
+// cannot keep fencing tokens rising through failover ("" if it can). The rest
+// (AOF, replicas attached) is checked by the replica at start.
+func unfencedBackend(b Backend) string {
+	if b.Type != BackendRedis {
+		return ""
+	}
+	switch {
+	case b.Redis.MasterName != "":
+		return "Redis Sentinel fails over to asynchronously replicated replicas"
+	case len(b.Redis.Addrs) > 0:
+		return "Redis Cluster fails over to asynchronously replicated replicas"
+	}
+	return ""
 }
 
 func (d *decoder) job(o *obj, lock *Lock) Job {

@@ -126,3 +126,13 @@ func (r Record) Normalize() Record {
 	r.Ended = r.Ended.Round(0).UTC()
 	return r
 }
+
+// FencingChecker is implemented by backends whose fencing tokens rise strictly
+// only under some server configurations (Redis: one primary with no replicas,
+// appendonly and appendfsync always). CheckFencing returns nil if the server's
+// configuration keeps tokens rising through restarts and failover, and otherwise
+// an error wrapping ErrUnsafe that says why. Backends that do not implement it
+// (etcd, ZooKeeper: tokens from a consensus log; memory: one process) always do.
+type FencingChecker interface {
+	CheckFencing(ctx context.Context) error
+}

@@ -37,4 +37,8 @@ var (
 
 	// ErrClosed reports use of a Locker or backend after Close.
 	ErrClosed = errors.New("locking: closed")
+
+	// ErrUnsafe reports a backend configuration under which fencing tokens could
+	// repeat or a completed key be forgotten (see FencingChecker).
+	ErrUnsafe = errors.New("locking: backend configuration cannot guarantee fencing")
 )

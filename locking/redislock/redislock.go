@@ -313,3 +313,47 @@ func (b *Backend) fail(ctx context.Context, op string, key locking.Key, err erro
 }
 
 var _ locking.Backend = (*Backend)(nil)
+
+// CheckFencing implements locking.FencingChecker: tokens and done markers
+// survive everything only on one primary with no replicas (no failover that
+// could lose acknowledged writes), appendonly yes and appendfsync always.
+// Sentinel and Cluster clients are refused outright, since they exist to fail
+// over.
+func (b *Backend) CheckFencing(ctx context.Context) error {
+	switch b.c.(type) {
+	case *redis.ClusterClient:
+		return fmt.Errorf("redislock: %w: Redis Cluster fails over asynchronously replicated primaries", locking.ErrUnsafe)
+	case *redis.Client:
+	default:
+		return fmt.Errorf("redislock: %w: a Sentinel or ring client fails over asynchronously replicated primaries", locking.ErrUnsafe)
+	}
+	if opt := b.c.(*redis.Client).Options(); opt.Addr == "FailoverClient" { // go-redis's name for Sentinel clients
+		return fmt.Errorf("redislock: %w: a Sentinel client fails over asynchronously replicated primaries", locking.ErrUnsafe)
+	}
+	info, err := b.c.Info(ctx, "persistence", "replication").Result()
+	if err != nil {
+		return b.fail(ctx, "check fencing", locking.Key{}, err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	switch {
+	case fields["aof_enabled"] != "1":
+		return fmt.Errorf("redislock: %w: appendonly is off, so a restart loses fence counters and done markers", locking.ErrUnsafe)
+	case fields["role"] != "master":
+		return fmt.Errorf("redislock: %w: the server is a replica (role %s)", locking.ErrUnsafe, fields["role"])
+	case fields["connected_slaves"] != "0":
+		return fmt.Errorf("redislock: %w: the primary has %s replicas, and a failover to one can lose acknowledged tokens", locking.ErrUnsafe, fields["connected_slaves"])
+	}
+	fsync, err := b.c.ConfigGet(ctx, "appendfsync").Result()
+	if err != nil {
+		return fmt.Errorf("redislock: %w: cannot read appendfsync (CONFIG GET refused: %v); it must be always", locking.ErrUnsafe, err)
+	}
+	if v := fsync["appendfsync"]; v != "always" {
+		return fmt.Errorf("redislock: %w: appendfsync is %q, so a crash can lose the last second of tokens; it must be always", locking.ErrUnsafe, v)
+	}
+	return nil
+}

@@ -1,8 +1,11 @@
 package redislock_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +77,61 @@ func itoa(n int) string {
 		b = append([]byte{digits[n%10]}, b...)
 	}
 	return string(b)
+}
+
+func TestCheckFencing(t *testing.T) {
+	ctx := context.Background()
+	safe := testenv.StartRedis(t, testenv.RedisOptions{})
+	if err := dial(t, safe.Addr(), namespace()).CheckFencing(ctx); err != nil {
+		t.Errorf("AOF always, no replicas: %v, want nil", err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no AOF", []string{"--appendonly", "no"}, "appendonly is off"},
+		{"everysec", []string{"--appendfsync", "everysec"}, `appendfsync is "everysec"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testenv.StartRedis(t, testenv.RedisOptions{Args: tc.args})
+			err := dial(t, srv.Addr(), namespace()).CheckFencing(ctx)
+			if !errors.Is(err, locking.ErrUnsafe) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want ErrUnsafe saying %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("replica attached", func(t *testing.T) {
+		replica := testenv.StartRedis(t, testenv.RedisOptions{Args: []string{"--replicaof", "127.0.0.1", portOf(safe.Addr())}})
+		primary := dial(t, safe.Addr(), namespace())
+		deadline := time.Now().Add(20 * time.Second)
+		var err error
+		for time.Now().Before(deadline) {
+			if err = primary.CheckFencing(ctx); err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !errors.Is(err, locking.ErrUnsafe) || !strings.Contains(err.Error(), "replicas") {
+			t.Errorf("primary with a replica: got %v, want ErrUnsafe naming the replicas", err)
+		}
+		if err := dial(t, replica.Addr(), namespace()).CheckFencing(ctx); !errors.Is(err, locking.ErrUnsafe) {
+			t.Errorf("the replica itself: got %v, want ErrUnsafe", err)
+		}
+	})
+	t.Run("sentinel client", func(t *testing.T) {
+		b, err := redislock.Dial(redislock.Config{Addrs: []string{"127.0.0.1:1"}, MasterName: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if err := b.CheckFencing(ctx); !errors.Is(err, locking.ErrUnsafe) {
+			t.Errorf("got %v, want ErrUnsafe", err)
+		}
+	})
+}
+
+func portOf(addr string) string {
+	_, port, _ := strings.Cut(addr, ":")
+	return port
 }
