@@ -1,0 +1,100 @@
+// Package etcdlock is the etcd lock backend of oncecron: a locking.Backend (and
+// locking.Acquirer) that lets replicas in different processes race for the same
+// ticks through an etcd cluster.
+//
+// # Keys
+//
+// Everything lives under one namespace (default "oncecron"); for a key
+// {Scope, Name} the backend uses
+//
+//	/<ns>/<scope>/lock/<name>          the claim: value = owner id, on a session lease
+//	/<ns>/<scope>/done/<name>          the completion marker: value = owner id, on a retention lease
+//	/<ns>/<scope>/rec/<token>-<name>-<owner>
+//	                                   a history record (JSON), on a history lease
+//	/<ns>/<scope>/wait/<name>/<owner>  a queued Acquire: value = its session lease id (hex)
+//
+// Scope, name and namespace cannot contain '/', so the layout is unambiguous.
+//
+// # What exclusion rests on
+//
+// A claim is one transaction:
+//
+//	If(lock.CreateRevision == 0, done.CreateRevision == 0)
+//	Then(Put lock = owner, on the session lease)
+//	Else(Get lock, Get done)
+//
+// Exclusion rests on etcd's serializable transactions over that key and on the
+// owner id, a fresh 128-bit random value per claim: never on the lease id, so two
+// claims through the same Backend exclude each other. Complete and Release are
+// transactions guarded by the owner (Complete also by the token), so a late call
+// of a former holder never touches a successor's key. An unknown outcome (a
+// timeout after the request was sent) is resolved by reading the owner back; the
+// Locker's cleanup calls Release with just the key and owner, which works.
+//
+// The fencing token is the lock key's CreateRevision, the revision of the claim
+// transaction. Etcd revisions are cluster-wide, strictly increasing and
+// persisted, so tokens rise strictly within every scope, across clients and
+// server restarts.
+//
+// # Sessions: one lease per replica, not per claim
+//
+// Lock keys are attached to a session lease that the Backend keeps alive itself,
+// with one Lease.KeepAliveOnce every TTL/4: renewing N claims costs no round
+// trip per claim. Claims with the same TTL share one session (a process that
+// uses one TTL, as the scheduler does, has exactly one); the etcd lease is
+// granted for the TTL rounded up to whole seconds (at least the server's
+// minimum, 2s with default settings), and grants report the requested TTL.
+//
+// Renew is therefore local: it checks that the grant is still held through the
+// session it was made on and returns the session's validity: Grant.Since is the
+// local monotonic send time of the last keep-alive request that was answered and
+// Grant.TTL the TTL. The server cannot expire the lease before Since+TTL on its
+// own clock, so the Locker's local deadline (Since+TTL-drift-margin) passes
+// before the server frees the key. Grant.Lost is closed as soon as the backend
+// knows the session is gone: a keep-alive answer says the lease is not found,
+// or keep-alives have failed past Since+TTL, or a write was refused for the
+// lease. A lost session is never revived: later claims get a new lease, and old
+// grants stay lost.
+//
+// Because the session keeps keys alive for as long as the process lives, the
+// backend emulates per-claim expiry locally: a grant that is not renewed (nor
+// completed or released) for its TTL is deleted by the backend (guarded by its
+// owner), exactly as a per-key TTL would expire it, and claims or releases whose
+// outcome stayed unknown are cleaned up the same way. So a holder that stops
+// renewing frees its key after TTL even while its process runs on.
+//
+// # Acquire
+//
+// Acquire first tries a claim that yields to queued waiters. If that fails it
+// queues a waiter key on the session lease and waits for the deletion of its
+// predecessor (the waiter key with the largest CreateRevision below its own): no
+// polling and no thundering herd. The waiter first in line runs one
+// transaction per wake-up that claims the key if it is free, nobody queued
+// earlier is left and its own waiter key still exists (a waiter whose session
+// died re-queues); otherwise the same transaction reports what to wait for (a
+// predecessor, the holder's lock key) or that the key is done (ErrDone). Every
+// watch is bounded by a re-check after the TTL in case a notification is lost.
+// A winner keeps its waiter key until it releases or completes, which delete
+// both keys in one transaction, so the next waiter wakes exactly once, when the
+// key is free. A cancelled Acquire deletes its waiter key.
+//
+// # Completion and history
+//
+// Complete is one transaction guarded by owner and token that deletes the lock
+// (and waiter) key, puts the done key on a retention lease and puts the history
+// record on a history lease. Retention leases are shared: one per expiry bucket
+// (1/16 of the retention, between 1s and 1min), so a done marker lives for its
+// retention plus at most one bucket, and completing many ticks does not grant a
+// lease each. Records live for max(retention, history retention), where the
+// history retention (WithHistoryRetention, default 48h) also applies to
+// AddRecord. History is bounded by that time, not by a count. Records come back
+// newest first by the revision that wrote them.
+//
+// # Close
+//
+// Close stops the keep-alives and closes every grant's Lost channel. Sessions
+// that hold no grants are revoked; sessions that still hold grants are left to
+// expire after their TTL, as locking.Backend requires ("leases it granted are
+// not released"): revoking them would free keys while their holders may still
+// be acting within their safety margin.
+package etcdlock

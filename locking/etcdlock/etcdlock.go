@@ -1,0 +1,413 @@
+package etcdlock
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/oncecron/oncecron/locking"
+)
+
+// Defaults of a Backend. Each can be changed with an Option.
+const (
+	// DefaultNamespace prefixes every key the backend writes.
+	DefaultNamespace = "oncecron"
+	// DefaultDialTimeout bounds connecting (and New's first round trip).
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultRequestTimeout bounds every single request to etcd, also when the
+	// caller's context has no deadline.
+	DefaultRequestTimeout = 5 * time.Second
+	// DefaultHistoryRetention is how long history records live at least: records
+	// written by AddRecord live this long, records written by Complete live for
+	// the longer of this and the completion's retention.
+	DefaultHistoryRetention = 48 * time.Hour
+)
+
+// Option configures a Backend.
+type Option func(*options)
+
+type options struct {
+	namespace        string
+	username         string
+	password         string
+	tlsFiles         *TLSFiles
+	tlsConfig        *tls.Config
+	dialTimeout      time.Duration
+	requestTimeout   time.Duration
+	historyRetention time.Duration
+	logger           *zap.Logger
+	clock            locking.Clock
+	newOnly          []string // names of the options that only New accepts
+}
+
+// TLSFiles names the PEM files of a TLS client configuration. Empty fields are
+// left at Go's defaults (the system roots, no client certificate, the server
+// name taken from the endpoint).
+type TLSFiles struct {
+	// CAFile holds the certificates of the authorities that sign the servers'.
+	CAFile string
+	// CertFile and KeyFile hold the client certificate and its key, for servers
+	// that authenticate clients by certificate. Set both or neither.
+	CertFile, KeyFile string
+	// ServerName overrides the name checked in the servers' certificates.
+	ServerName string
+}
+
+// WithNamespace sets the namespace under which every key lives (default
+// DefaultNamespace); it must pass locking.ValidateNamespace. Replicas that must
+// exclude each other use the same namespace.
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
+// WithAuth sets the user name and password (etcd authentication). New only.
+func WithAuth(username, password string) Option {
+	return func(o *options) {
+		o.username, o.password = username, password
+		o.newOnly = append(o.newOnly, "WithAuth")
+	}
+}
+
+// WithTLS makes New connect with TLS configured from PEM files. New only.
+// Endpoints without a scheme then use TLS; https:// endpoints always do.
+func WithTLS(files TLSFiles) Option {
+	return func(o *options) {
+		f := files
+		o.tlsFiles = &f
+		o.newOnly = append(o.newOnly, "WithTLS")
+	}
+}
+
+// WithTLSConfig makes New connect with the given TLS configuration (cloned).
+// New only; it takes precedence over WithTLS.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(o *options) {
+		o.tlsConfig = cfg
+		o.newOnly = append(o.newOnly, "WithTLSConfig")
+	}
+}
+
+// WithDialTimeout bounds connecting and New's first round trip (default
+// DefaultDialTimeout); the caller's context may bound them further. New only.
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) {
+		o.dialTimeout = d
+		o.newOnly = append(o.newOnly, "WithDialTimeout")
+	}
+}
+
+// WithRequestTimeout bounds each request to etcd (default DefaultRequestTimeout).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) { o.requestTimeout = d }
+}
+
+// WithHistoryRetention sets how long history records live at least (default
+// DefaultHistoryRetention). See the package documentation.
+func WithHistoryRetention(d time.Duration) Option {
+	return func(o *options) { o.historyRetention = d }
+}
+
+// WithLogger sets the logger of the backend and, for New, of the etcd client
+// (default: no logging).
+func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithClock sets the clock of the backend (default locking.SystemClock). It must
+// be the Locker's clock: grants carry Since instants read from it.
+func WithClock(c locking.Clock) Option { return func(o *options) { o.clock = c } }
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{
+		namespace:        DefaultNamespace,
+		dialTimeout:      DefaultDialTimeout,
+		requestTimeout:   DefaultRequestTimeout,
+		historyRetention: DefaultHistoryRetention,
+		logger:           zap.NewNop(),
+		clock:            locking.SystemClock{},
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if err := locking.ValidateNamespace(o.namespace); err != nil {
+		return o, fmt.Errorf("etcdlock: %w", err)
+	}
+	switch {
+	case o.logger == nil:
+		return o, fmt.Errorf("etcdlock: %w: nil logger", locking.ErrInvalid)
+	case o.clock == nil:
+		return o, fmt.Errorf("etcdlock: %w: nil clock", locking.ErrInvalid)
+	case o.dialTimeout <= 0:
+		return o, fmt.Errorf("etcdlock: %w: dial timeout %v must be positive", locking.ErrInvalid, o.dialTimeout)
+	case o.requestTimeout <= 0:
+		return o, fmt.Errorf("etcdlock: %w: request timeout %v must be positive", locking.ErrInvalid, o.requestTimeout)
+	case o.historyRetention < time.Second:
+		return o, fmt.Errorf("etcdlock: %w: history retention %v must be at least 1s", locking.ErrInvalid, o.historyRetention)
+	case (o.username == "") != (o.password == ""):
+		return o, fmt.Errorf("etcdlock: %w: WithAuth needs both a user name and a password", locking.ErrInvalid)
+	}
+	return o, nil
+}
+
+// tls returns the TLS configuration the options ask for, or nil.
+func (o *options) tls() (*tls.Config, error) {
+	if o.tlsConfig != nil {
+		return o.tlsConfig.Clone(), nil
+	}
+	if o.tlsFiles == nil {
+		return nil, nil
+	}
+	f := o.tlsFiles
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.ServerName}
+	if f.CAFile != "" {
+		pem, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcdlock: %w: CA file: %w", locking.ErrInvalid, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcdlock: %w: CA file %s holds no PEM certificate", locking.ErrInvalid, f.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (f.CertFile == "") != (f.KeyFile == "") {
+		return nil, fmt.Errorf("etcdlock: %w: TLS client certificate and key must be set together", locking.ErrInvalid)
+	}
+	if f.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcdlock: %w: TLS client certificate: %w", locking.ErrInvalid, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Backend is the etcd lock backend. It is safe for concurrent use; one Backend
+// per process (replica) and cluster is the intended shape. The zero value is not
+// usable; call New or NewFromClient.
+type Backend struct {
+	cli       *clientv3.Client
+	ownClient bool
+	o         options
+	log       *zap.Logger
+	clock     locking.Clock
+	prefix    string // "/<ns>/"
+	base      time.Time
+
+	ctx    context.Context // cancelled by Close: ends the background goroutines
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	nudge  chan struct{} // wakes the janitor
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[time.Duration]*session
+	creating map[time.Duration]chan struct{}
+	entries  map[entryKey]*entry
+	lostIDs  map[clientv3.LeaseID]struct{}
+
+	retMu  sync.Mutex
+	leases map[retKey]retLease
+}
+
+// New connects to the etcd cluster at endpoints ("host:port", "http://host:port"
+// or "https://host:port") and checks with one round trip, within ctx and the
+// dial timeout, that it answers; an unreachable cluster yields an error wrapping
+// locking.ErrUnavailable. Close closes the connection.
+func New(ctx context.Context, endpoints []string, opts ...Option) (*Backend, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(endpoints) == 0 {
+		return nil, fmt.Errorf("etcdlock: %w: no endpoints", locking.ErrInvalid)
+	}
+	eps := make([]string, 0, len(endpoints))
+	for _, ep := range endpoints {
+		ep = strings.TrimSpace(ep)
+		if ep == "" {
+			return nil, fmt.Errorf("etcdlock: %w: empty endpoint", locking.ErrInvalid)
+		}
+		eps = append(eps, ep)
+	}
+	tlsCfg, err := o.tls()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("etcdlock: connect: %w", errors.Join(locking.ErrUnavailable, err))
+	}
+	dial := o.dialTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		dial = max(min(dial, time.Until(dl)), time.Millisecond)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            eps,
+		DialTimeout:          dial,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		TLS:                  tlsCfg,
+		Username:             o.username,
+		Password:             o.password,
+		Logger:               o.logger.Named("etcd-client"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcdlock: connect %v: %w", eps, classify(ctx, err))
+	}
+	b := newBackend(cli, true, o)
+	cctx, cancel := context.WithTimeout(ctx, dial)
+	defer cancel()
+	// One linearizable read: proves a reachable quorum and read permission.
+	if _, err := cli.Get(cctx, b.prefix, clientv3.WithCountOnly()); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("etcdlock: connect %v: %w", eps, classify(ctx, err))
+	}
+	return b, nil
+}
+
+// NewFromClient returns a Backend on an existing client, which the caller keeps
+// owning: Close does not close it. It makes no request; the options that
+// configure a connection (WithAuth, WithTLS, WithTLSConfig, WithDialTimeout) are
+// refused.
+func NewFromClient(cli *clientv3.Client, opts ...Option) (*Backend, error) {
+	if cli == nil {
+		return nil, fmt.Errorf("etcdlock: %w: nil client", locking.ErrInvalid)
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.newOnly) > 0 {
+		return nil, fmt.Errorf("etcdlock: %w: %s configure a connection; NewFromClient takes a connected client", locking.ErrInvalid, strings.Join(o.newOnly, ", "))
+	}
+	return newBackend(cli, false, o), nil
+}
+
+func newBackend(cli *clientv3.Client, own bool, o options) *Backend {
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Backend{
+		cli: cli, ownClient: own, o: o,
+		log:   o.logger.With(zap.String("backend", "etcd"), zap.String("namespace", o.namespace)),
+		clock: o.clock, prefix: "/" + o.namespace + "/", base: o.clock.Now(),
+		ctx: ctx, cancel: cancel, nudge: make(chan struct{}, 1),
+		sessions: map[time.Duration]*session{}, creating: map[time.Duration]chan struct{}{},
+		entries: map[entryKey]*entry{}, lostIDs: map[clientv3.LeaseID]struct{}{},
+		leases: map[retKey]retLease{},
+	}
+	b.wg.Add(1)
+	go b.janitor()
+	return b
+}
+
+// Namespace returns the namespace of the backend's keys.
+func (b *Backend) Namespace() string { return b.o.namespace }
+
+// Client returns the etcd client the backend uses.
+func (b *Backend) Client() *clientv3.Client { return b.cli }
+
+// Close stops the keep-alives and the background work, closes the Lost channel
+// of every grant, revokes the sessions that hold no grants (sessions holding
+// grants expire after their TTL), and closes the client if New created it.
+// Calling it again does nothing.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	busy := map[*session]bool{}
+	for _, e := range b.entries {
+		busy[e.sess] = true
+	}
+	var revoke []clientv3.LeaseID
+	for _, s := range b.sessions {
+		if !busy[s] && s.waiters == 0 {
+			revoke = append(revoke, s.id)
+		}
+		b.killLocked(s, "backend closed")
+	}
+	b.entries = map[entryKey]*entry{}
+	b.mu.Unlock()
+
+	b.cancel()
+	b.wg.Wait()
+	if len(revoke) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), min(b.o.requestTimeout, 2*time.Second))
+		for _, id := range revoke {
+			if _, err := b.cli.Revoke(ctx, id); err != nil {
+				b.log.Debug("revoking an idle session on close failed; it expires with its ttl", zap.Error(err))
+			}
+		}
+		cancel()
+	}
+	if b.ownClient {
+		return b.cli.Close()
+	}
+	return nil
+}
+
+// Key layout.
+
+func (b *Backend) scopePrefix(scope string) string { return b.prefix + scope + "/" }
+func (b *Backend) lockKey(k locking.Key) string    { return b.scopePrefix(k.Scope) + "lock/" + k.Name }
+func (b *Backend) doneKey(k locking.Key) string    { return b.scopePrefix(k.Scope) + "done/" + k.Name }
+func (b *Backend) waitPrefix(k locking.Key) string {
+	return b.scopePrefix(k.Scope) + "wait/" + k.Name + "/"
+}
+func (b *Backend) waitKey(k locking.Key, owner string) string {
+	return b.waitPrefix(k) + owner
+}
+func (b *Backend) recPrefix(scope string) string { return b.scopePrefix(scope) + "rec/" }
+
+// recKey names a history record: by token, name and owner, so that repeating a
+// write stores it once.
+func (b *Backend) recKey(k locking.Key, token uint64, owner string) string {
+	return fmt.Sprintf("%s%020d-%s-%s", b.recPrefix(k.Scope), token, k.Name, owner)
+}
+
+// Errors.
+
+// invalidErrs are the server's answers that no retry will change.
+var invalidErrs = []error{
+	rpctypes.ErrPermissionDenied, rpctypes.ErrAuthFailed, rpctypes.ErrUserEmpty,
+	rpctypes.ErrUserNotFound, rpctypes.ErrRoleNotGranted, rpctypes.ErrPermissionNotGranted,
+	rpctypes.ErrEmptyKey, rpctypes.ErrTooManyOps, rpctypes.ErrDuplicateKey,
+	rpctypes.ErrRequestTooLarge, rpctypes.ErrLeaseTTLTooLarge, clientv3.ErrMutuallyExclusiveCfg,
+}
+
+// classify wraps err, an etcd client error, in the locking sentinel it stands for:
+// ErrInvalid for refusals no retry changes, ErrUnavailable for everything else
+// (with ctx's error joined in, so errors.Is(err, context.Canceled) works).
+func classify(ctx context.Context, err error) error {
+	if errors.Is(err, locking.ErrClosed) || errors.Is(err, locking.ErrInvalid) || errors.Is(err, locking.ErrUnavailable) {
+		return err
+	}
+	for _, ie := range invalidErrs {
+		if errors.Is(err, ie) {
+			return errors.Join(locking.ErrInvalid, err)
+		}
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return errors.Join(locking.ErrUnavailable, err, cerr)
+	}
+	return errors.Join(locking.ErrUnavailable, err)
+}
+
+func (b *Backend) fail(ctx context.Context, op string, what string, err error) error {
+	return fmt.Errorf("etcdlock: %s %q: %w", op, what, classify(ctx, err))
+}
+
+// rpc returns ctx bounded by the request timeout.
+func (b *Backend) rpc(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.o.requestTimeout)
+}

@@ -1,0 +1,425 @@
+package etcdlock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/oncecron/oncecron/locking"
+)
+
+// lateCommit is how long after an unknown outcome a claim may still be applied
+// by the server (a proposal stuck in raft); the cleanup runs after it.
+func (b *Backend) lateCommit() time.Duration { return 2 * b.o.requestTimeout }
+
+func firstKV(r *clientv3.TxnResponse, i int) *mvccpb.KeyValue {
+	if i >= len(r.Responses) {
+		return nil
+	}
+	rr := r.Responses[i].GetResponseRange()
+	if rr == nil || len(rr.Kvs) == 0 {
+		return nil
+	}
+	return rr.Kvs[0]
+}
+
+// grant builds the grant of a won claim on s and registers it as held.
+func (b *Backend) grant(key locking.Key, owner string, token int64, s *session, ttl time.Duration) locking.Grant {
+	b.mu.Lock()
+	now := b.clock.Now()
+	since, validity := s.since, s.validity()
+	if !b.closed && !s.dead {
+		b.entries[entryKey{key, owner}] = &entry{sess: s, token: token, expires: now.Add(ttl), held: true}
+	}
+	s.lastUsed = now
+	b.mu.Unlock()
+	return locking.Grant{
+		Key: key, Owner: owner, Token: uint64(token), //nolint:gosec // revisions are positive
+		TTL: min(ttl, validity), Since: since, Lost: s.lost, Rev: s.rev(),
+	}
+}
+
+// sessionOf returns our live session whose lease is id, or nil.
+func (b *Backend) sessionOf(id clientv3.LeaseID) *session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.sessions {
+		if s.id == id && !s.dead {
+			return s
+		}
+	}
+	return nil
+}
+
+// Claim implements locking.Backend with one transaction; see the package
+// documentation.
+func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	const op = "claim"
+	if err := b.validate(key, owner, ttl); err != nil {
+		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return locking.Grant{}, b.fail(ctx, op, key.String(), err)
+	}
+	for attempt := 0; ; attempt++ {
+		s, err := b.session(ctx, ttl)
+		if err != nil {
+			return locking.Grant{}, b.fail(ctx, op, key.String(), err)
+		}
+		g, err := b.claimOn(ctx, s, key, owner, ttl)
+		if err != nil && isLeaseGone(err) && attempt < 2 {
+			// The session died under us; nothing was written. Try a new one.
+			b.loseSession(s, "a claim found the session lease gone")
+			continue
+		}
+		return g, err
+	}
+}
+
+func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	const op = "claim"
+	lk, dk := b.lockKey(key), b.doneKey(key)
+	rctx, cancel := b.rpc(ctx)
+	resp, err := b.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(lk), "=", 0), clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)).
+		Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))).
+		Else(clientv3.OpGet(lk), clientv3.OpGet(dk)).
+		Commit()
+	cancel()
+	if err != nil {
+		if isLeaseGone(err) {
+			return locking.Grant{}, err
+		}
+		return b.resolveClaim(ctx, s, key, owner, ttl, err)
+	}
+	if resp.Succeeded {
+		return b.grant(key, owner, resp.Header.Revision, s, ttl), nil
+	}
+	if firstKV(resp, 1) != nil {
+		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
+	}
+	if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == owner {
+		return b.repeated(key, owner, kv, ttl)
+	}
+	return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrHeld)
+}
+
+// repeated returns the grant of a claim found already won by owner (a repeated
+// call, or a read-back after an unknown outcome).
+func (b *Backend) repeated(key locking.Key, owner string, kv *mvccpb.KeyValue, ttl time.Duration) (locking.Grant, error) {
+	s := b.sessionOf(clientv3.LeaseID(kv.Lease))
+	if s == nil {
+		// Ours, on a lease this backend does not keep alive: it cannot be held.
+		b.orphan(key, owner, b.anySession(), false)
+		return locking.Grant{}, fmt.Errorf("etcdlock: claim %q: %w: held by this owner on a lease this backend does not keep alive", key, locking.ErrUnavailable)
+	}
+	return b.grant(key, owner, kv.CreateRevision, s, ttl), nil
+}
+
+func (b *Backend) anySession() *session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.sessions {
+		if !s.dead {
+			return s
+		}
+	}
+	return nil
+}
+
+// resolveClaim settles a claim whose request may or may not have been applied
+// by reading the owner back. If that is impossible or says "not ours", the claim
+// fails with ErrUnavailable and a cleanup of whatever a late commit may leave is
+// scheduled.
+func (b *Backend) resolveClaim(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration, cause error) (locking.Grant, error) {
+	const op = "claim"
+	if ctx.Err() == nil {
+		rctx, cancel := b.rpc(ctx)
+		resp, err := b.cli.Get(rctx, b.lockKey(key))
+		cancel()
+		if err == nil {
+			if len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == owner {
+				return b.repeated(key, owner, resp.Kvs[0], ttl)
+			}
+		} else {
+			cause = errors.Join(cause, err)
+		}
+	}
+	b.orphan(key, owner, s, true)
+	return locking.Grant{}, b.fail(ctx, op, key.String(), cause)
+}
+
+// Renew implements locking.Backend without a round trip: it checks that g is
+// still held through the session it was made on and returns the session's
+// validity (see the package documentation). It returns ErrUnavailable while the
+// session's keep-alives fail, so that the Locker retries soon.
+func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration) (locking.Grant, error) {
+	const op = "renew"
+	if err := ctx.Err(); err != nil {
+		return locking.Grant{}, b.fail(ctx, op, g.Key.String(), err)
+	}
+	id, ok := parseRev(g.Rev)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return locking.Grant{}, errClosed(op, g.Key.String())
+	}
+	e := b.entries[entryKey{g.Key, g.Owner}]
+	now := b.clock.Now()
+	switch {
+	case !ok || e == nil || !e.held || e.sess.dead || e.sess.id != id || uint64(e.token) != g.Token: //nolint:gosec // revisions are positive
+		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, locking.ErrNotHeld)
+	case !now.Before(e.expires):
+		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w: not renewed within its ttl", op, g.Key, locking.ErrNotHeld)
+	case e.sess.lastErr != nil:
+		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w: session keep-alive failing: %w", op, g.Key, locking.ErrUnavailable, e.sess.lastErr)
+	}
+	g.TTL = e.sess.validity()
+	if ttl > 0 {
+		e.expires = now.Add(ttl)
+		g.TTL = min(ttl, g.TTL)
+	}
+	e.sess.lastUsed = now
+	g.Since, g.Lost = e.sess.since, e.sess.lost
+	return g, nil
+}
+
+// Complete implements locking.Backend with one transaction guarded by the owner
+// and the token; see the package documentation.
+func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
+	const op = "complete"
+	if err := g.Key.Validate(); err != nil {
+		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
+	}
+	if retention <= 0 || g.Owner == "" {
+		return fmt.Errorf("etcdlock: %s %q: %w: retention %v, owner %q", op, g.Key, locking.ErrInvalid, retention, g.Owner)
+	}
+	if err := ctx.Err(); err != nil {
+		return b.fail(ctx, op, g.Key.String(), err)
+	}
+	if err := b.checkOpen(); err != nil {
+		return errClosed(op, g.Key.String())
+	}
+	if b.knownLost(g) {
+		return fmt.Errorf("etcdlock: %s %q: %w: its session was lost", op, g.Key, locking.ErrNotHeld)
+	}
+	rec = rec.Normalize()
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("etcdlock: %s %q: %w: record: %w", op, g.Key, locking.ErrInvalid, err)
+	}
+	for attempt := 0; ; attempt++ {
+		doneLease, err := b.retentionLease(ctx, retention)
+		if err != nil {
+			return b.fail(ctx, op, g.Key.String(), err)
+		}
+		histLease, err := b.retentionLease(ctx, max(retention, b.o.historyRetention))
+		if err != nil {
+			return b.fail(ctx, op, g.Key.String(), err)
+		}
+		lk, dk := b.lockKey(g.Key), b.doneKey(g.Key)
+		conds := []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", g.Owner)}
+		if g.Token != 0 {
+			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(lk), "=", int64(g.Token))) //nolint:gosec // tokens are revisions
+		}
+		rctx, cancel := b.rpc(ctx)
+		resp, err := b.cli.Txn(rctx).If(conds...).
+			Then(
+				clientv3.OpDelete(lk),
+				clientv3.OpDelete(b.waitKey(g.Key, g.Owner)),
+				clientv3.OpPut(dk, g.Owner, clientv3.WithLease(doneLease)),
+				clientv3.OpPut(b.recKey(g.Key, g.Token, g.Owner), string(val), clientv3.WithLease(histLease)),
+			).
+			Else(clientv3.OpGet(dk)).
+			Commit()
+		cancel()
+		if err != nil {
+			if isLeaseGone(err) && attempt < 2 {
+				b.forgetRetentionLeases(doneLease, histLease)
+				continue
+			}
+			return b.fail(ctx, op, g.Key.String(), err)
+		}
+		if resp.Succeeded {
+			b.dropEntry(g.Key, g.Owner)
+			return nil
+		}
+		if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == g.Owner {
+			b.dropEntry(g.Key, g.Owner)
+			return nil // a repeated Complete
+		}
+		b.dropHeld(g.Key, g.Owner)
+		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, locking.ErrNotHeld)
+	}
+}
+
+// knownLost reports whether g was made on a session this backend knows is lost,
+// or is a grant this backend holds that expired for want of renewal.
+func (b *Backend) knownLost(g locking.Grant) bool {
+	id, ok := parseRev(g.Rev)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ok {
+		if _, lost := b.lostIDs[id]; lost {
+			return true
+		}
+	}
+	if e := b.entries[entryKey{g.Key, g.Owner}]; e != nil {
+		return !e.held || !b.clock.Now().Before(e.expires)
+	}
+	return false
+}
+
+// dropHeld forgets a held entry (the server says it is not ours).
+func (b *Backend) dropHeld(k locking.Key, owner string) {
+	b.mu.Lock()
+	if e := b.entries[entryKey{k, owner}]; e != nil && e.held {
+		delete(b.entries, entryKey{k, owner})
+	}
+	b.mu.Unlock()
+}
+
+// releaseTxn deletes key's lock if owner holds it, and owner's waiter key in any
+// case. It reports whether the lock was owner's.
+func (b *Backend) releaseTxn(ctx context.Context, key locking.Key, owner string) (bool, error) {
+	lk, wk := b.lockKey(key), b.waitKey(key, owner)
+	resp, err := b.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(lk), "=", owner)).
+		Then(clientv3.OpDelete(lk), clientv3.OpDelete(wk)).
+		Else(clientv3.OpDelete(wk)).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// Release implements locking.Backend. It needs only g.Key and g.Owner, so the
+// Locker can clean up after a claim whose outcome is unknown.
+func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
+	const op = "release"
+	if err := g.Key.Validate(); err != nil {
+		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
+	}
+	if g.Owner == "" {
+		return fmt.Errorf("etcdlock: %s %q: %w: empty owner", op, g.Key, locking.ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return b.fail(ctx, op, g.Key.String(), err)
+	}
+	if err := b.checkOpen(); err != nil {
+		return errClosed(op, g.Key.String())
+	}
+	rctx, cancel := b.rpc(ctx)
+	ok, err := b.releaseTxn(rctx, g.Key, g.Owner)
+	cancel()
+	if err != nil {
+		// Unknown outcome: the holder has let go, so let the janitor finish.
+		b.mu.Lock()
+		var s *session
+		if e := b.entries[entryKey{g.Key, g.Owner}]; e != nil {
+			s = e.sess
+		}
+		b.mu.Unlock()
+		b.orphan(g.Key, g.Owner, s, false)
+		return b.fail(ctx, op, g.Key.String(), err)
+	}
+	b.dropHeld(g.Key, g.Owner)
+	if !ok {
+		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, locking.ErrNotHeld)
+	}
+	return nil
+}
+
+// AddRecord implements locking.Backend. The record lives for the history
+// retention (WithHistoryRetention). Its key is derived from its token, name and
+// owner, so repeating the call stores it once.
+func (b *Backend) AddRecord(ctx context.Context, rec locking.Record) error {
+	const op = "add record"
+	if err := rec.Key.Validate(); err != nil {
+		return fmt.Errorf("etcdlock: %s %q: %w", op, rec.Key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return b.fail(ctx, op, rec.Key.String(), err)
+	}
+	if err := b.checkOpen(); err != nil {
+		return errClosed(op, rec.Key.String())
+	}
+	rec = rec.Normalize()
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("etcdlock: %s %q: %w: %w", op, rec.Key, locking.ErrInvalid, err)
+	}
+	for attempt := 0; ; attempt++ {
+		lease, err := b.retentionLease(ctx, b.o.historyRetention)
+		if err != nil {
+			return b.fail(ctx, op, rec.Key.String(), err)
+		}
+		rctx, cancel := b.rpc(ctx)
+		_, err = b.cli.Put(rctx, b.recKey(rec.Key, rec.Token, rec.Owner), string(val), clientv3.WithLease(lease))
+		cancel()
+		if err != nil && isLeaseGone(err) && attempt < 2 {
+			b.forgetRetentionLeases(lease)
+			continue
+		}
+		if err != nil {
+			return b.fail(ctx, op, rec.Key.String(), err)
+		}
+		return nil
+	}
+}
+
+// Records implements locking.Backend: the newest limit records of scope, in the
+// order the server wrote them.
+func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locking.Record, error) {
+	const op = "records"
+	if err := locking.ValidateScope(scope); err != nil {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w", op, scope, err)
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w: limit %d must be positive", op, scope, locking.ErrInvalid, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, b.fail(ctx, op, scope, err)
+	}
+	if err := b.checkOpen(); err != nil {
+		return nil, errClosed(op, scope)
+	}
+	rctx, cancel := b.rpc(ctx)
+	resp, err := b.cli.Get(rctx, b.recPrefix(scope), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(int64(limit)))
+	cancel()
+	if err != nil {
+		return nil, b.fail(ctx, op, scope, err)
+	}
+	out := make([]locking.Record, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var r locking.Record
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			b.log.Sugar().Warnf("skipping an unreadable history record %q: %v", kv.Key, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (b *Backend) validate(key locking.Key, owner string, ttl time.Duration) error {
+	if err := key.Validate(); err != nil {
+		return err
+	}
+	if owner == "" {
+		return fmt.Errorf("%w: empty owner", locking.ErrInvalid)
+	}
+	if ttl < locking.MinTTL || ttl > locking.MaxTTL {
+		return fmt.Errorf("%w: ttl %v outside [%v, %v]", locking.ErrInvalid, ttl, locking.MinTTL, locking.MaxTTL)
+	}
+	return nil
+}
+
+var _ locking.Backend = (*Backend)(nil)
