@@ -155,6 +155,9 @@ func (b *Backend) enqueue(ctx context.Context, key locking.Key, dir, prefix, own
 			})
 			return err
 		})
+		if abandoned(err) {
+			return "", err
+		}
 		if !errors.Is(err, zk.ErrNoNode) {
 			return p, err
 		}

@@ -99,7 +99,16 @@ func (b *Backend) get(ctx context.Context, path string) ([]byte, *zk.Stat, int64
 		})
 		return err
 	})
+	if abandoned(err) {
+		return nil, nil, 0, time.Time{}, err // the request may still be writing its results
+	}
 	return data, stat, sid, sent, err
+}
+
+// abandoned reports whether do (or idem) gave up waiting for its request, which
+// may then still be running and writing the variables it captured.
+func abandoned(err error) bool {
+	return err != nil && (errors.Is(err, locking.ErrUnavailable) || errors.Is(err, locking.ErrClosed))
 }
 
 // Claim implements locking.Backend: one multi-op round trip when the key is
@@ -545,6 +554,9 @@ func (b *Backend) children(ctx context.Context, path string) ([]string, error) {
 	})
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil
+	}
+	if abandoned(err) {
+		return nil, err
 	}
 	return kids, err
 }
