@@ -75,6 +75,10 @@ func Main(ctx context.Context, args []string, o Options) int {
 		err = cmdValidate(rest, o)
 	case "next":
 		err = cmdNext(rest, o)
+	case "history":
+		err = cmdHistory(ctx, rest, o)
+	case "trigger":
+		err = cmdTrigger(ctx, rest, o)
 	case "version", "--version", "-version":
 		fmt.Fprintf(o.Stdout, "scheduler %s\n", Version)
 	case "help", "-h", "--help", "-help":
@@ -103,12 +107,16 @@ Usage:
   scheduler run      --config FILE [--replica NAME] [--log-format json|console] [--log-level LEVEL]
   scheduler validate --config FILE
   scheduler next     --config FILE [--count N] [JOB...]
+  scheduler history  --config FILE [JOB] [--limit N] [--output table|json]
+  scheduler trigger  --config FILE JOB [--id ID]
   scheduler version
 
 Examples:
   scheduler run --config config/jobs.yaml --log-format console
   scheduler validate --config config/jobs.yaml
   scheduler next --config config/jobs.yaml --count 3 reconcile-payments
+  scheduler history reconcile-payments --output json --config config/examples/redis.yaml
+  scheduler trigger demo --config config/examples/redis.yaml
 
 Exit codes: 0 success, 1 failure at run time, 2 bad command line or invalid config.
 `

@@ -99,6 +99,7 @@ func New(o Options) (*Scheduler, error) {
 		o.Clock = locking.SystemClock{}
 	}
 	s := &Scheduler{o: o, log: o.Logger, locker: o.Locker}
+	s.jobsCtx, s.stopJobs = context.WithCancelCause(context.Background())
 	seen := map[string]bool{}
 	for i := range o.Jobs {
 		j := o.Jobs[i]
@@ -126,7 +127,6 @@ func New(o Options) (*Scheduler, error) {
 // returns nil. Ticks that fell within their starting deadline before Run started
 // are caught up according to each job's misfire policy.
 func (s *Scheduler) Run(ctx context.Context) error {
-	s.jobsCtx, s.stopJobs = context.WithCancelCause(context.WithoutCancel(ctx))
 	defer s.stopJobs(nil)
 	start := s.o.Clock.Now()
 	s.log.Info("scheduler started", zap.Int("jobs", len(s.jobs)), zap.Duration("ttl", s.o.TTL))

@@ -515,3 +515,58 @@ func TestOverlapBufferOneAndCancelOther(t *testing.T) {
 		})
 	}
 }
+
+func TestTriggerRunsOncePerID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		js := []scheduler.Job{{
+			Name: "manual", Schedule: mustSchedule(t, "@yearly"),
+			Func: func(ctx context.Context, r jobs.Run) error {
+				log.add(r)
+				time.Sleep(time.Second)
+				return nil
+			},
+		}}
+		a := newScheduler(t, newLocker(t, b, 3*time.Second), "a", 3*time.Second, js, nil)
+		c := newScheduler(t, newLocker(t, b, 3*time.Second), "c", 3*time.Second, js, nil)
+		var wg sync.WaitGroup
+		results := make([]error, 2)
+		for i, s := range []*scheduler.Scheduler{a, c} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, results[i] = s.Trigger(context.Background(), "manual", "t1")
+			}()
+		}
+		wg.Wait()
+		if n := len(log.all()); n != 1 {
+			t.Fatalf("trigger t1 sent to two replicas ran %d times, want 1", n)
+		}
+		held := 0
+		for _, err := range results {
+			if errors.Is(err, locking.ErrHeld) || errors.Is(err, scheduler.ErrAlreadyTriggered) {
+				held++
+			} else if err != nil {
+				t.Errorf("trigger: %v", err)
+			}
+		}
+		if held != 1 {
+			t.Errorf("results %v: want one run and one refusal", results)
+		}
+		if _, err := a.Trigger(context.Background(), "manual", "t1"); !errors.Is(err, scheduler.ErrAlreadyTriggered) {
+			t.Errorf("repeated trigger t1: %v, want ErrAlreadyTriggered", err)
+		}
+		rec, err := a.Trigger(context.Background(), "manual", "t2")
+		if err != nil || rec.Outcome != locking.OutcomeSucceeded || rec.Key.Name != "manual-t2" {
+			t.Errorf("trigger t2: %+v, %v", rec, err)
+		}
+		if _, err := a.Trigger(context.Background(), "nope", "t3"); !errors.Is(err, scheduler.ErrUnknownJob) {
+			t.Errorf("trigger of an unknown job: %v", err)
+		}
+		recs, _ := b.Records(context.Background(), "manual", 10)
+		if len(recs) != 2 {
+			t.Errorf("%d records, want 2", len(recs))
+		}
+	})
+}

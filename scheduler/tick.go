@@ -138,7 +138,7 @@ func (s *Scheduler) await(ctx context.Context, j *Job, key locking.Key, deadline
 }
 
 // run runs a won tick under its lease and completes it with the run's record.
-func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire time.Time, attempt int, log *zap.Logger) {
+func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire time.Time, attempt int, log *zap.Logger) locking.Record {
 	rctx, cancel := context.WithCancelCause(lease.Context())
 	defer cancel(nil)
 	stop := context.AfterFunc(s.jobsCtx, func() { cancel(context.Cause(s.jobsCtx)) })
@@ -146,7 +146,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 
 	guard, ok := s.overlap(ctx, j, lease, fire, log, cancel)
 	if !ok {
-		return
+		return locking.Record{Outcome: locking.OutcomeSkipped}
 	}
 	if guard != nil {
 		defer func() {
@@ -178,7 +178,8 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		return j.Func(ctx, r)
 	})
 	ended := s.o.Clock.Now()
-	rec := locking.Record{Outcome: locking.OutcomeSucceeded, Replica: s.o.Replica, Attempt: last, Started: started, Ended: ended}
+	rec := locking.Record{Key: lease.Key(), Token: lease.Token(), Owner: lease.Owner(), Outcome: locking.OutcomeSucceeded,
+		Replica: s.o.Replica, Attempt: last, Started: started, Ended: ended}
 	if err != nil {
 		rec.Outcome, rec.Error = locking.OutcomeFailed, err.Error()
 	}
@@ -191,7 +192,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		log.Error("run lost its lease; the tick is not completed", zap.Error(lease.Err()))
 		s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: last})
 		s.recordRun(ctx, j, fire, lease, rec)
-		return
+		return rec
 	case errors.Is(context.Cause(rctx), ErrShutdown):
 		// Cut short by shutdown: release the tick so another replica takes it over.
 		rec.Outcome = locking.OutcomeFailed
@@ -201,7 +202,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		_ = lease.Release(rctx)
 		rcancel()
 		s.recordRun(ctx, j, fire, lease, rec)
-		return
+		return rec
 	}
 	s.finish(lease, j, fire, log, rec)
 	if err != nil {
@@ -211,6 +212,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	}
 	s.emit(Event{Kind: EventFinished, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: last,
 		Outcome: rec.Outcome, Duration: ended.Sub(started), Detail: rec.Error})
+	return rec
 }
 
 // finish completes a tick with rec.
