@@ -202,6 +202,7 @@ Examples:
 	}
 	log.Info("replica starting", zap.String("replica", name), zap.String("config", *path), zap.String("backend", string(cfg.Backend.Type)),
 		zap.String("namespace", cfg.Lock.Namespace), zap.String("table_hash", cfg.Hash()), zap.String("version", Version))
+	go watchTable(ctx, *path, cfg, s, o, log)
 	return s.Run(ctx)
 }
 

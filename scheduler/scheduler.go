@@ -68,7 +68,10 @@ type Scheduler struct {
 	o      Options
 	log    *zap.Logger
 	locker *locking.Locker
-	jobs   []*Job
+	jobs   []*Job // the current table; read with jobList
+
+	mu     sync.Mutex  // guards jobs
+	reload chan []*Job // a new table for the dispatcher (Reload)
 
 	runs     sync.WaitGroup // running tick handlers
 	jobsCtx  context.Context
@@ -98,12 +101,23 @@ func New(o Options) (*Scheduler, error) {
 	if o.Clock == nil {
 		o.Clock = locking.SystemClock{}
 	}
-	s := &Scheduler{o: o, log: o.Logger, locker: o.Locker}
+	s := &Scheduler{o: o, log: o.Logger, locker: o.Locker, reload: make(chan []*Job, 1)}
 	s.jobsCtx, s.stopJobs = context.WithCancelCause(context.Background())
+	jobs, err := s.prepare(o.Jobs)
+	if err != nil {
+		return nil, err
+	}
+	s.jobs = jobs
+	return s, nil
+}
+
+// prepare validates a table and applies the defaults.
+func (s *Scheduler) prepare(table []Job) ([]*Job, error) {
+	var out []*Job
 	seen := map[string]bool{}
-	for i := range o.Jobs {
-		j := o.Jobs[i]
-		if err := j.validate(o.TTL); err != nil {
+	for i := range table {
+		j := table[i]
+		if err := j.validate(s.o.TTL); err != nil {
 			return nil, err
 		}
 		if seen[j.Name] {
@@ -111,14 +125,21 @@ func New(o Options) (*Scheduler, error) {
 		}
 		seen[j.Name] = true
 		if j.Retention == 0 {
-			j.Retention = o.Retention
+			j.Retention = s.o.Retention
 		}
 		if j.Retention < j.StartingDeadline {
 			return nil, fmt.Errorf("%w: job %q: retention %v is shorter than its starting deadline %v", locking.ErrInvalid, j.Name, j.Retention, j.StartingDeadline)
 		}
-		s.jobs = append(s.jobs, &j)
+		out = append(out, &j)
 	}
-	return s, nil
+	return out, nil
+}
+
+// jobList returns the current table.
+func (s *Scheduler) jobList() []*Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jobs
 }
 
 // Run runs the table until ctx ends, then shuts down gracefully: it stops
@@ -129,10 +150,11 @@ func New(o Options) (*Scheduler, error) {
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.stopJobs(nil)
 	start := s.o.Clock.Now()
-	s.log.Info("scheduler started", zap.Int("jobs", len(s.jobs)), zap.Duration("ttl", s.o.TTL))
+	table := s.jobList()
+	s.log.Info("scheduler started", zap.Int("jobs", len(table)), zap.Duration("ttl", s.o.TTL))
 
 	q := &tickQueue{}
-	for _, j := range s.jobs {
+	for _, j := range table {
 		missed := j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
 		if len(missed) > maxCatchUp {
 			missed = missed[len(missed)-maxCatchUp:]
@@ -158,7 +180,16 @@ func (s *Scheduler) spawn(f func()) {
 
 // dispatch fires ticks from q until ctx ends.
 func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
-	for q.Len() > 0 {
+	for {
+		if q.Len() == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case table := <-s.reload:
+				s.requeue(q, table)
+				continue
+			}
+		}
 		top := (*q)[0]
 		if wait := top.at.Sub(s.o.Clock.Now()); wait > 0 {
 			t := s.o.Clock.NewTimer(wait)
@@ -166,6 +197,9 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 			case <-ctx.Done():
 				t.Stop()
 				return
+			case table := <-s.reload:
+				t.Stop()
+				s.requeue(q, table)
 			case <-t.C():
 			}
 			continue
@@ -195,7 +229,6 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
 		}
 	}
-	<-ctx.Done()
 }
 
 // startAt is when this replica starts racing for a tick: its instant plus the

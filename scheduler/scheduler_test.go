@@ -570,3 +570,35 @@ func TestTriggerRunsOncePerID(t *testing.T) {
 		}
 	})
 }
+
+func TestReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		job := func(name, spec string) scheduler.Job {
+			return scheduler.Job{Name: name, Schedule: mustSchedule(t, spec),
+				Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}
+		}
+		time.Sleep(500 * time.Millisecond)
+		begin := time.Now()
+		s := newScheduler(t, newLocker(t, b, 3*time.Second), "r1", 3*time.Second, []scheduler.Job{job("a", "@every 1s")}, nil)
+		stop := start(t, s)
+		time.Sleep(3 * time.Second) // a runs at 1, 2, 3
+		if err := s.Reload([]scheduler.Job{job("b", "@every 1s"), job("b", "@every 2s")}); err == nil {
+			t.Error("a table with a duplicate job was accepted")
+		}
+		time.Sleep(time.Second) // a still runs at 4
+		if err := s.Reload([]scheduler.Job{job("b", "@every 2s")}); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+		time.Sleep(4 * time.Second) // b runs at 6 and 8; a no more
+		stop()
+		count := map[string]int{}
+		for _, r := range ran(log.all(), begin, begin.Add(time.Hour)) {
+			count[r.Job]++
+		}
+		if count["a"] != 4 || count["b"] != 2 {
+			t.Errorf("runs %v, want a 4 times (before the reload), b 2 times (after)", count)
+		}
+	})
+}

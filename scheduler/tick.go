@@ -17,17 +17,19 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventFired       EventKind = "fired"        // the tick's instant came on this replica
-	EventWon         EventKind = "won"          // this replica won the tick's race
-	EventLostRace    EventKind = "lost_race"    // another replica holds the tick
-	EventAlreadyDone EventKind = "already_done" // the tick was completed already
-	EventTakeover    EventKind = "takeover"     // this replica took over a tick whose runner died
-	EventSkipped     EventKind = "skipped"      // skipped by the overlap policy
-	EventMissed      EventKind = "missed"       // recorded as missed (misfire, backend down)
-	EventCatchUp     EventKind = "catch_up"     // ticks found that fell while no replica ran them
-	EventFinished    EventKind = "finished"     // a run ended; Outcome says how
-	EventLeaseLost   EventKind = "lease_lost"   // a run lost its lease
-	EventUnavailable EventKind = "unavailable"  // the backend could not be reached
+	EventFired        EventKind = "fired"         // the tick's instant came on this replica
+	EventWon          EventKind = "won"           // this replica won the tick's race
+	EventLostRace     EventKind = "lost_race"     // another replica holds the tick
+	EventAlreadyDone  EventKind = "already_done"  // the tick was completed already
+	EventTakeover     EventKind = "takeover"      // this replica took over a tick whose runner died
+	EventSkipped      EventKind = "skipped"       // skipped by the overlap policy
+	EventMissed       EventKind = "missed"        // recorded as missed (misfire, backend down)
+	EventCatchUp      EventKind = "catch_up"      // ticks found that fell while no replica ran them
+	EventFinished     EventKind = "finished"      // a run ended; Outcome says how
+	EventLeaseLost    EventKind = "lease_lost"    // a run lost its lease
+	EventUnavailable  EventKind = "unavailable"   // the backend could not be reached
+	EventReloaded     EventKind = "reloaded"      // a new cron table was applied
+	EventReloadFailed EventKind = "reload_failed" // a new cron table was refused; the old one runs on
 )
 
 // Event describes one step of a tick, for metrics and tests.

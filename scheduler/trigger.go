@@ -29,7 +29,7 @@ const TriggerPrefix = "manual-"
 // running it, and ErrAlreadyTriggered if it already ran.
 func (s *Scheduler) Trigger(ctx context.Context, job, id string) (locking.Record, error) {
 	var j *Job
-	for _, c := range s.jobs {
+	for _, c := range s.jobList() {
 		if c.Name == job {
 			j = c
 		}
