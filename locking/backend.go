@@ -136,3 +136,23 @@ func (r Record) Normalize() Record {
 type FencingChecker interface {
 	CheckFencing(ctx context.Context) error
 }
+
+// BatchClaimer is implemented by backends that can send many claims in one
+// round trip (Redis pipelines them). Results are in the order of reqs.
+type BatchClaimer interface {
+	ClaimBatch(ctx context.Context, reqs []ClaimRequest) []ClaimResult
+}
+
+// ClaimRequest is one claim of a batch.
+type ClaimRequest struct {
+	Key   Key
+	Owner string
+	TTL   time.Duration
+}
+
+// ClaimResult is the outcome of one claim of a batch: a grant or an error, as
+// Backend.Claim would return.
+type ClaimResult struct {
+	Grant Grant
+	Err   error
+}

@@ -207,9 +207,19 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 		if ctx.Err() != nil {
 			return
 		}
-		heap.Pop(q)
+		s.fireDue(ctx, q)
+	}
+}
+
+// fireDue pops every tick that is due and races for them: the ticks that fell
+// together are claimed in one batch (one round trip on backends that pipeline),
+// then each runs or waits in its own goroutine.
+func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
+	var batch []*tick
+	now := s.o.Clock.Now()
+	for q.Len() > 0 && !(*q)[0].at.After(now) {
+		top := heap.Pop(q).(*tick)
 		j, fire := top.job, top.fire
-		now := s.o.Clock.Now()
 		if late := now.Sub(fire); late > j.StartingDeadline {
 			// The replica was paused or its clock jumped: everything between
 			// fire and now fell without it. Treat it as a catch-up.
@@ -223,12 +233,33 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 			fire = missed[len(missed)-1]
 		} else {
 			s.emit(Event{Kind: EventFired, Job: j.Name, Tick: fire})
-			s.spawn(func() { s.handle(ctx, j, fire, true) })
+			batch = append(batch, &tick{job: j, fire: fire})
 		}
 		if next := j.Schedule.Next(fire); !next.IsZero() {
 			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
 		}
 	}
+	if len(batch) == 0 {
+		return
+	}
+	if len(batch) == 1 {
+		t := batch[0]
+		s.spawn(func() { s.handle(ctx, t.job, t.fire, true, nil) })
+		return
+	}
+	keys := make([]locking.Key, len(batch))
+	for i, t := range batch {
+		keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
+	}
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
+		for i, t := range batch {
+			first := &claimed{lease: leases[i], err: errs[i]}
+			s.spawn(func() { s.handle(ctx, t.job, t.fire, true, first) })
+		}
+	}()
 }
 
 // startAt is when this replica starts racing for a tick: its instant plus the
@@ -248,7 +279,7 @@ func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time) {
 	s.emit(Event{Kind: EventCatchUp, Job: j.Name, Tick: missed[len(missed)-1], Detail: fmt.Sprint(len(missed), " ticks")})
 	if j.Misfire == MisfireRunAll {
 		for _, fire := range missed {
-			if s.handle(ctx, j, fire, true); ctx.Err() != nil {
+			if s.handle(ctx, j, fire, true, nil); ctx.Err() != nil {
 				return
 			}
 		}
@@ -257,7 +288,7 @@ func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time) {
 	// The newest first, so that it starts as early as it can; then the older
 	// ones are recorded as missed (unless some replica ran them).
 	for i := len(missed) - 1; i >= 0; i-- {
-		if s.handle(ctx, j, missed[i], i == len(missed)-1 && j.Misfire == MisfireRunLatest); ctx.Err() != nil {
+		if s.handle(ctx, j, missed[i], i == len(missed)-1 && j.Misfire == MisfireRunLatest, nil); ctx.Err() != nil {
 			return
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"testing"
@@ -81,8 +83,14 @@ func start(t *testing.T, s *scheduler.Scheduler) (stop func()) {
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(2 * time.Minute):
+				_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+				t.Fatal("Run did not return within 2 minutes of its context ending")
 			}
 		})
 	}

@@ -55,7 +55,13 @@ const (
 
 // handle takes part in one tick: race for it and run it (run=true), or make sure
 // it is recorded as missed (run=false).
-func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool) {
+// claimed is the outcome of a tick's first claim, made in a batch.
+type claimed struct {
+	lease *locking.Lease
+	err   error
+}
+
+func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool, first *claimed) {
 	key := locking.Key{Scope: j.Name, Name: TickName(fire)}
 	log := s.log.With(zap.String("job", j.Name), zap.String("tick", key.Name))
 	deadline := fire.Add(j.StartingDeadline)
@@ -64,7 +70,11 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 	backoff := 100 * time.Millisecond
 	for lease == nil {
 		var err error
-		lease, err = s.locker.Claim(ctx, key, s.o.TTL)
+		if first != nil {
+			lease, err, first = first.lease, first.err, nil
+		} else {
+			lease, err = s.locker.Claim(ctx, key, s.o.TTL)
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, locking.ErrDone):

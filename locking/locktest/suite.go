@@ -33,6 +33,7 @@ func Run(t *testing.T, h Harness) {
 		{"MutualExclusion/Rounds", testRounds},
 		{"MutualExclusion/CriticalSection", testCriticalSection},
 		{"MutualExclusion/SameClient", testSameClient},
+		{"MutualExclusion/Batch", testBatch},
 		{"Fencing/Sequential", testFencingSequential},
 		{"Fencing/Concurrent", testFencingConcurrent},
 		{"Expiry/Takeover", testTakeover},
@@ -290,6 +291,64 @@ func testSameClient(t *testing.T, s *suite) {
 	}
 	if err := lease.Release(ctx); !errors.Is(err, locking.ErrNotHeld) {
 		t.Errorf("second release: got %v, want ErrNotHeld", err)
+	}
+}
+
+// testBatch: three clients claim the same 40 keys in one batch each, at once;
+// every key has exactly one winner, and a key completed before the batch
+// reports ErrDone in it.
+func testBatch(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	scope := s.scope(t)
+	var keys []locking.Key
+	for i := range 40 {
+		keys = append(keys, locking.Key{Scope: scope, Name: fmt.Sprintf("b%02d", i)})
+	}
+	first := s.locker(t, s.backend(t))
+	done, err := first.Claim(ctx, keys[0], s.ttl)
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	if err := done.Complete(ctx, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Hour); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	var mu sync.Mutex
+	winners := map[locking.Key]int{}
+	tokens := map[uint64]bool{}
+	var held []*locking.Lease // released only after every batch returned
+	var wg sync.WaitGroup
+	for range 3 {
+		l := s.locker(t, s.backend(t))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leases, errs := l.ClaimBatch(ctx, keys, s.ttl)
+			for i := range keys {
+				switch {
+				case errs[i] == nil && leases[i] != nil:
+					mu.Lock()
+					winners[keys[i]]++
+					if tokens[leases[i].Token()] {
+						t.Errorf("token %d given twice", leases[i].Token())
+					}
+					tokens[leases[i].Token()] = true
+					held = append(held, leases[i])
+					mu.Unlock()
+				case i == 0 && errors.Is(errs[i], locking.ErrDone), i > 0 && errors.Is(errs[i], locking.ErrHeld):
+				default:
+					t.Errorf("batch claim of %s: %v", keys[i], errs[i])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, l := range held {
+		_ = l.Release(ctx)
+	}
+	for i, k := range keys {
+		if want := min(i, 1); winners[k] != want {
+			t.Errorf("key %s: %d winners, want %d", k, winners[k], want)
+		}
 	}
 }
 
