@@ -47,7 +47,7 @@ func (c Command) Run(ctx context.Context, run Run) error {
 	}
 	cmd.Env = c.environ(run)
 	cmd.Dir = c.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return c.errorf("stdout pipe: %w", err)

@@ -130,23 +130,50 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 
 // await waits, without hammering the backend, for the runner of a tick to end it.
 // It returns a lease if the runner died or released it within the starting
-// deadline (a takeover), and nil if the tick was completed or the deadline passed.
+// deadline (a takeover), and nil if the tick was completed, or is still held at
+// its deadline. A backend outage while waiting does not end the wait: the wait
+// goes on until the deadline. At the deadline, a tick that nobody holds and
+// nobody completed is claimed so that it is recorded as missed, never dropped
+// silently.
 func (s *Scheduler) await(ctx context.Context, j *Job, key locking.Key, deadline time.Time, log *zap.Logger) *locking.Lease {
-	actx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	lease, err := s.locker.Acquire(actx, key, s.o.TTL)
-	switch {
-	case err == nil:
-		return lease
-	case errors.Is(err, locking.ErrDone):
-		s.emit(Event{Kind: EventAlreadyDone, Job: j.Name, Tick: deadline.Add(-j.StartingDeadline)})
-	case ctx.Err() != nil:
-	case errors.Is(err, context.DeadlineExceeded):
-		log.Debug("tick still held at its starting deadline; no takeover")
-	default:
-		log.Warn("waiting for the tick's runner failed", zap.Error(err))
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		lease, err := s.locker.Acquire(actx, key, s.o.TTL)
+		cancel()
+		switch {
+		case err == nil:
+			return lease
+		case errors.Is(err, locking.ErrDone):
+			s.emit(Event{Kind: EventAlreadyDone, Job: j.Name, Tick: deadline.Add(-j.StartingDeadline)})
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case !s.o.Clock.Now().Before(deadline):
+			// The deadline passed: the holder may still be running (a long
+			// job), or the tick may have been orphaned. One claim tells.
+			lease, err := s.locker.Claim(ctx, key, s.o.TTL)
+			if err == nil {
+				return lease // handle records it as missed: it is past its deadline
+			}
+			if errors.Is(err, locking.ErrUnavailable) {
+				log.Error("backend unavailable at the tick's starting deadline; it will be recorded as missed", zap.Error(err))
+				fire := deadline.Add(-j.StartingDeadline)
+				s.spawn(func() { s.recordMissed(ctx, j, fire, "backend unavailable until the starting deadline") })
+			}
+			log.Debug("tick still held or done at its starting deadline; no takeover", zap.Error(err))
+			return nil
+		case errors.Is(err, locking.ErrUnavailable):
+			log.Warn("backend unavailable while waiting for the tick's runner; still waiting", zap.Error(err))
+			if sleep(ctx, s.o.Clock, min(backoff, time.Until(deadline))) != nil {
+				return nil
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		default:
+			log.Error("waiting for the tick's runner failed; the tick may be missed", zap.Error(err))
+			return nil
+		}
 	}
-	return nil
 }
 
 // run runs a won tick under its lease and completes it with the run's record.
@@ -216,10 +243,13 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		s.recordRun(ctx, j, fire, lease, rec)
 		return rec
 	}
-	s.finish(lease, j, fire, log, rec)
-	if err != nil {
+	completed := s.finish(lease, j, fire, log, rec)
+	switch {
+	case !completed:
+		// finish logged why and recorded the run.
+	case err != nil:
 		log.Error("job failed", zap.Error(err))
-	} else {
+	default:
 		log.Info("job succeeded")
 	}
 	s.emit(Event{Kind: EventFinished, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: last,
@@ -227,8 +257,8 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	return rec
 }
 
-// finish completes a tick with rec.
-func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *zap.Logger, rec locking.Record) {
+// finish completes a tick with rec and reports whether it did.
+func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *zap.Logger, rec locking.Record) bool {
 	if rec.Replica == "" {
 		rec.Replica = s.o.Replica
 	}
@@ -246,7 +276,9 @@ func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *za
 			s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: rec.Attempt})
 		}
 		s.recordRun(context.Background(), j, fire, lease, rec)
+		return false
 	}
+	return true
 }
 
 // recordRun stores the record of a run that could not complete its tick, retrying
