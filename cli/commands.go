@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oncecron/oncecron/admin"
 	"github.com/oncecron/oncecron/config"
 	"github.com/oncecron/oncecron/jobs"
 	"github.com/oncecron/oncecron/locking"
@@ -191,17 +192,30 @@ Examples:
 	if err != nil {
 		return usagef("%v", err)
 	}
+	var adm *admin.Server // the admin endpoint, if any; set before Run emits events
 	s, err := scheduler.New(scheduler.Options{
 		Jobs: sjobs, Locker: locker, Replica: name, TTL: cfg.Lock.TTL, Retention: cfg.Lock.Retention,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 		// An in-memory backend starts empty: every recent tick would look missed.
 		SkipCatchUp: cfg.Backend.Type == config.BackendMemory,
+		Observe: func(e scheduler.Event) {
+			if adm != nil {
+				adm.Observe(e)
+			}
+		},
 	})
 	if err != nil {
 		return usagef("%s: %v", *path, err)
 	}
 	log.Info("replica starting", zap.String("replica", name), zap.String("config", *path), zap.String("backend", string(cfg.Backend.Type)),
 		zap.String("namespace", cfg.Lock.Namespace), zap.String("table_hash", cfg.Hash()), zap.String("version", Version))
+	if cfg.Admin.Listen != "" {
+		var stopAdmin func()
+		if adm, stopAdmin, err = startAdmin(cfg, s, locker, name, log); err != nil {
+			return err
+		}
+		defer stopAdmin() // after Run: the endpoint serves through the graceful shutdown
+	}
 	go watchTable(ctx, *path, cfg, s, o, log)
 	return s.Run(ctx)
 }

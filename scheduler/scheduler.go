@@ -76,6 +76,7 @@ type Scheduler struct {
 	runs     sync.WaitGroup // running tick handlers
 	jobsCtx  context.Context
 	stopJobs context.CancelCauseFunc
+	status   status // what Jobs and Readiness report (status.go)
 }
 
 // New returns a Scheduler for o.
@@ -315,8 +316,9 @@ func (s *Scheduler) shutdown() error {
 }
 
 func (s *Scheduler) emit(e Event) {
+	e.Replica = s.o.Replica
+	s.observe(e)
 	if s.o.Observe != nil {
-		e.Replica = s.o.Replica
 		s.o.Observe(e)
 	}
 }
