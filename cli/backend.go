@@ -46,10 +46,21 @@ func OpenBackend(ctx context.Context, cfg *config.Config, log *zap.Logger) (lock
 		if err != nil {
 			return nil, fmt.Errorf("backend.redis.tls: %w", err)
 		}
-		return redislock.Dial(redislock.Config{
+		b, err := redislock.Dial(redislock.Config{
 			Addrs: addrs, MasterName: r.MasterName, Username: r.Username, Password: r.Password, DB: r.DB,
 			TLS: tc, Options: redislock.Options{Namespace: ns},
 		})
+		if err != nil {
+			return nil, err
+		}
+		// Dial does not contact the server; etcd and ZooKeeper connect in
+		// their constructors, so fail here too rather than log refused claims
+		// forever.
+		if err := b.Client().Ping(ctx).Err(); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("redislock: ping %s: %w: %w", strings.Join(addrs, ", "), locking.ErrUnavailable, err)
+		}
+		return b, nil
 	case config.BackendEtcd:
 		e := cfg.Backend.Etcd
 		opts := []etcdlock.Option{etcdlock.WithNamespace(ns), etcdlock.WithLogger(log)}
