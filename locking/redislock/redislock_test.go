@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/oncecron/oncecron/internal/testenv"
@@ -134,4 +135,51 @@ func TestCheckFencing(t *testing.T) {
 func portOf(addr string) string {
 	_, port, _ := strings.Cut(addr, ":")
 	return port
+}
+
+// TestAuthentication: an ACL user works; a wrong password is a clear error
+// naming the cause, not a hang or a silent failure.
+func TestAuthentication(t *testing.T) {
+	srv := testenv.StartRedis(t, testenv.RedisOptions{})
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	if err := admin.Do(ctx, "ACL", "SETUSER", "oncecron", "on", ">right", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ConfigSet(ctx, "requirepass", "default-secret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = admin.Close()
+	key := locking.Key{Scope: "auth", Name: "k"}
+	for _, tc := range []struct {
+		name, user, pass string
+		wantErr          string
+	}{
+		{"acl user", "oncecron", "right", ""},
+		{"requirepass", "", "default-secret", ""},
+		{"wrong password", "oncecron", "wrong", "WRONGPASS"},
+		{"no password", "", "", "NOAUTH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := redislock.Dial(redislock.Config{Addrs: []string{srv.Addr()}, Username: tc.user, Password: tc.pass,
+				DialTimeout: time.Second, Options: redislock.Options{Namespace: namespace()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			g, err := b.Claim(cctx, key, locking.NewOwner(), time.Second)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("claim: %v", err)
+				}
+				_ = b.Release(cctx, g)
+				return
+			}
+			if !errors.Is(err, locking.ErrUnavailable) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("claim: got %v, want ErrUnavailable saying %s", err, tc.wantErr)
+			}
+		})
+	}
 }
