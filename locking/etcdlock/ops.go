@@ -71,6 +71,7 @@ func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl 
 		if err != nil {
 			return locking.Grant{}, b.fail(ctx, op, key.String(), err)
 		}
+		b.freshen(ctx, s)
 		g, err := b.claimOn(ctx, s, key, owner, ttl)
 		if err != nil && isLeaseGone(err) && attempt < 2 {
 			// The session died under us; nothing was written. Try a new one.
@@ -423,3 +424,28 @@ func (b *Backend) validate(key locking.Key, owner string, ttl time.Duration) err
 }
 
 var _ locking.Backend = (*Backend)(nil)
+
+// freshen renews a session whose last confirmed keep-alive is more than half its
+// validity old (after a partition or a stall, before the keep-alive loop catches
+// up), so that a claim made on it does not start with a deadline already past.
+// A failure is left to the keep-alive loop; the claim then counts from the old
+// send time, which is conservative.
+func (b *Backend) freshen(ctx context.Context, s *session) {
+	b.mu.Lock()
+	stale := b.clock.Now().Sub(s.since) > s.validity()/2
+	b.mu.Unlock()
+	if !stale {
+		return
+	}
+	sent := b.clock.Now()
+	resp, err := b.cli.KeepAliveOnce(ctx, s.id)
+	if err != nil || resp.TTL <= 0 {
+		return
+	}
+	b.mu.Lock()
+	if sent.After(s.since) {
+		s.since = sent
+	}
+	s.granted = time.Duration(resp.TTL) * time.Second
+	b.mu.Unlock()
+}
