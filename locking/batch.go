@@ -10,6 +10,14 @@ import (
 // cannot pipeline them.
 const maxParallelClaims = 64
 
+// Batches reports whether the backend sends a batch of claims in one round trip
+// (it implements BatchClaimer). Without it, ClaimBatch only runs claims
+// concurrently, and callers may as well claim one by one.
+func (l *Locker) Batches() bool {
+	_, ok := l.b.(BatchClaimer)
+	return ok
+}
+
 // ClaimBatch claims many keys at once, as Claim does for each: on backends that
 // implement BatchClaimer in one round trip, on others concurrently. The i-th
 // lease or error belongs to keys[i]; exactly one of them is non-nil.

@@ -243,9 +243,10 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 	if len(batch) == 0 {
 		return
 	}
-	if len(batch) == 1 {
-		t := batch[0]
-		s.spawn(func() { s.handle(ctx, t.job, t.fire, true, nil) })
+	if len(batch) == 1 || !s.locker.Batches() {
+		for _, t := range batch {
+			s.spawn(func() { s.handle(ctx, t.job, t.fire, true, nil) })
+		}
 		return
 	}
 	keys := make([]locking.Key, len(batch))

@@ -115,6 +115,10 @@ func (b *Backend) notify() {
 func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.claimLocked(ctx, key, owner, ttl)
+}
+
+func (b *Backend) claimLocked(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
 	if err := b.begin(ctx); err != nil {
 		return locking.Grant{}, err
 	}
@@ -131,6 +135,17 @@ func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl 
 	tok := b.fences[key.Scope]
 	b.locks[key] = entry{owner: owner, token: tok, expires: b.clock.Now().Add(ttl)}
 	return locking.Grant{Key: key, Owner: owner, Token: tok, TTL: ttl}, nil
+}
+
+// ClaimBatch implements locking.BatchClaimer: the whole batch under one lock.
+func (b *Backend) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) []locking.ClaimResult {
+	out := make([]locking.ClaimResult, len(reqs))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, r := range reqs {
+		out[i].Grant, out[i].Err = b.claimLocked(ctx, r.Key, r.Owner, r.TTL)
+	}
+	return out
 }
 
 func (b *Backend) held(g locking.Grant) bool {
@@ -254,6 +269,7 @@ func (b *Backend) Close() error {
 }
 
 var (
-	_ locking.Backend = (*Backend)(nil)
-	_ locking.Waiter  = (*Backend)(nil)
+	_ locking.Backend      = (*Backend)(nil)
+	_ locking.Waiter       = (*Backend)(nil)
+	_ locking.BatchClaimer = (*Backend)(nil)
 )
