@@ -139,6 +139,12 @@ func (s *Server) Observe(e scheduler.Event) {
 	s.metrics.observe(s.sched, e, time.Now())
 }
 
+// ObserveLease feeds the lease renewal metrics; pass it to locking.New with
+// locking.WithLeaseEvents.
+func (s *Server) ObserveLease(e locking.LeaseEvent) {
+	s.metrics.renewals.WithLabelValues(string(e.Kind)).Inc()
+}
+
 // Handler returns the handler of every admin endpoint.
 func (s *Server) Handler() http.Handler { return s.handler }
 

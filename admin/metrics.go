@@ -50,6 +50,7 @@ type metrics struct {
 	unavailable   *prometheus.CounterVec
 	manualRuns    *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
+	renewals      *prometheus.CounterVec
 
 	mu      sync.Mutex
 	pending map[pendingKey]time.Time // fired ticks awaiting their first claim result
@@ -118,11 +119,15 @@ func newMetrics(sched *scheduler.Scheduler, o Options) *metrics {
 			Help: "Reloads of the cron table, by result: applied, or refused (the old table runs on).",
 		}, []string{"result"}),
 	}
-	// TODO(locking): oncecron_lease_renewals_total and
-	// oncecron_lease_renewal_failures_total need a hook in locking.Lease's
-	// watchdog (renew succeeded / failed); no scheduler event carries them.
+	m.renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncecron_lease_renewals_total",
+		Help: "Lease renewals by the watchdog, by result: renewed, renew_failed (retried until the deadline), lost.",
+	}, []string{"result"})
+	for _, r := range []string{"renewed", "renew_failed", "lost"} {
+		m.renewals.WithLabelValues(r)
+	}
 	m.reg.MustRegister(m.fired, m.ticks, m.runs, m.runDuration, m.claimDuration,
-		m.takeovers, m.leasesLost, m.catchUps, m.unavailable, m.manualRuns, m.reloads,
+		m.takeovers, m.leasesLost, m.catchUps, m.unavailable, m.manualRuns, m.reloads, m.renewals,
 		&stateCollector{sched: sched},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "oncecron_ready",

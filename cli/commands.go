@@ -183,8 +183,14 @@ Examples:
 	if cfg.Backend.Type == config.BackendMemory {
 		log.Warn("the memory backend serves this one replica only; run several replicas on redis, etcd or zookeeper")
 	}
+	var adm *admin.Server // the admin endpoint, if any; set before Run emits events
 	locker, err := locking.New(backend, locking.WithLogger(log), locking.WithMargin(cfg.Lock.Margin),
-		locking.WithPollInterval(min(time.Second, cfg.Lock.TTL/3)))
+		locking.WithPollInterval(min(time.Second, cfg.Lock.TTL/3)),
+		locking.WithLeaseEvents(func(e locking.LeaseEvent) {
+			if adm != nil {
+				adm.ObserveLease(e)
+			}
+		}))
 	if err != nil {
 		return err
 	}
@@ -192,7 +198,6 @@ Examples:
 	if err != nil {
 		return usagef("%v", err)
 	}
-	var adm *admin.Server // the admin endpoint, if any; set before Run emits events
 	s, err := scheduler.New(scheduler.Options{
 		Jobs: sjobs, Locker: locker, Replica: name, TTL: cfg.Lock.TTL, Retention: cfg.Lock.Retention,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,

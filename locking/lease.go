@@ -322,10 +322,12 @@ func (ls *Lease) renewLoop(ctx context.Context) {
 		err := ls.renew(ctx)
 		switch {
 		case err == nil:
+			ls.notify(LeaseRenewed, nil)
 			next = jitter(interval)
 		case ls.Err() != nil || ctx.Err() != nil:
 			return
 		default:
+			ls.notify(LeaseRenewFailed, err)
 			ls.log.Warn("lease renewal failed; retrying until the deadline", zap.Error(err),
 				zap.Time("deadline", ls.Deadline()))
 			next = min(interval/4, 250*time.Millisecond)
@@ -337,6 +339,13 @@ func (ls *Lease) renewLoop(ctx context.Context) {
 func (ls *Lease) lose(err error) {
 	if ls.end(err, "") {
 		ls.log.Error("lease lost", zap.Error(err))
+		ls.notify(LeaseLost, err)
+	}
+}
+
+func (ls *Lease) notify(kind LeaseEventKind, err error) {
+	if f := ls.l.opts.notify; f != nil {
+		f(LeaseEvent{Kind: kind, Key: ls.key, Err: err})
 	}
 }
 

@@ -128,3 +128,33 @@ func TestWatchdogRenewsAndLosesInTime(t *testing.T) {
 		time.Sleep(3 * ttl) // let the slow renewal return
 	})
 }
+
+func TestLeaseEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		count := map[locking.LeaseEventKind]int{}
+		b := &slowBackend{Backend: memlock.New()}
+		l, _ := locking.New(b, locking.WithLeaseEvents(func(e locking.LeaseEvent) {
+			mu.Lock()
+			count[e.Kind]++
+			mu.Unlock()
+		}))
+		lease, err := l.Claim(context.Background(), locking.Key{Scope: "s", Name: "n"}, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second) // about ten renewals
+		b.mu.Lock()
+		b.there = 10 * time.Second // renewals stop getting through
+		b.mu.Unlock()
+		time.Sleep(20 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if count[locking.LeaseRenewed] < 8 || count[locking.LeaseLost] != 1 {
+			t.Errorf("events %v: want about ten renewals and one loss", count)
+		}
+		if !errors.Is(lease.Err(), locking.ErrLost) {
+			t.Errorf("Err() = %v", lease.Err())
+		}
+	})
+}

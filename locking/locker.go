@@ -42,7 +42,30 @@ type options struct {
 	margin time.Duration // 0 = automatic: min(ttl/5, DefaultMaxMargin)
 	drift  float64
 	poll   time.Duration
+	notify func(LeaseEvent)
 }
+
+// LeaseEventKind says what happened to a lease.
+type LeaseEventKind string
+
+// Lease event kinds.
+const (
+	LeaseRenewed     LeaseEventKind = "renewed"      // a renewal succeeded
+	LeaseRenewFailed LeaseEventKind = "renew_failed" // a renewal failed; the lease is held until its deadline
+	LeaseLost        LeaseEventKind = "lost"         // the lease was lost
+)
+
+// LeaseEvent is reported to the function given with WithLeaseEvents.
+type LeaseEvent struct {
+	Kind LeaseEventKind
+	Key  Key
+	Err  error
+}
+
+// WithLeaseEvents sets a function called (from the watchdog goroutines) for
+// every renewal, failed renewal and loss of a lease: for metrics. It must not
+// block.
+func WithLeaseEvents(f func(LeaseEvent)) Option { return func(o *options) { o.notify = f } }
 
 // Option configures a Locker.
 type Option func(*options)
