@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -209,15 +210,34 @@ func (s *Server) apiReplica(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// apiTrigger serves POST /api/jobs/{name}/trigger, behind the bearer token.
-// Triggering a job outside its schedule is not implemented yet.
+// apiTrigger serves POST /api/jobs/{name}/trigger?id=ID, behind the bearer
+// token: a manual run through the same lock as the job's ticks. The same id sent
+// to several replicas runs once. It answers 202 with the run's key once this
+// replica has claimed it (the run goes on in the background, recorded like any
+// run), 409 if the id is already running or ran, 404 for an unknown job.
 func (s *Server) apiTrigger(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, ok := s.sched.Job(name); !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no job named %q", name))
 		return
 	}
-	writeError(w, http.StatusNotImplemented, "triggering a job is not implemented yet")
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		id = time.Now().UTC().Format("20060102T150405.000000000Z")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.o.BackendTimeout)
+	defer cancel()
+	key, err := s.sched.TriggerAsync(ctx, name, id)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusAccepted, map[string]string{"job": key.Scope, "run": key.Name, "status": "running"})
+	case errors.Is(err, scheduler.ErrAlreadyTriggered), errors.Is(err, locking.ErrHeld):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, locking.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
