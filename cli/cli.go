@@ -79,6 +79,8 @@ func Main(ctx context.Context, args []string, o Options) int {
 		err = cmdHistory(ctx, rest, o)
 	case "trigger":
 		err = cmdTrigger(ctx, rest, o)
+	case "status":
+		err = cmdStatus(ctx, rest, o)
 	case "version", "--version", "-version":
 		fmt.Fprintf(o.Stdout, "scheduler %s\n", Version)
 	case "help", "-h", "--help", "-help":
@@ -109,6 +111,7 @@ Usage:
   scheduler next     --config FILE [--count N] [JOB...]
   scheduler history  --config FILE [JOB] [--limit N] [--output table|json]
   scheduler trigger  --config FILE JOB [--id ID]
+  scheduler status   --config FILE [--output table|json]
   scheduler version
 
 Examples:

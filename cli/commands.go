@@ -200,7 +200,7 @@ Examples:
 	}
 	s, err := scheduler.New(scheduler.Options{
 		Jobs: sjobs, Locker: locker, Replica: name, TTL: cfg.Lock.TTL, Retention: cfg.Lock.Retention,
-		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Version: Version, ConfigHash: cfg.Hash(),
 		// An in-memory backend starts empty: every recent tick would look missed.
 		SkipCatchUp: cfg.Backend.Type == config.BackendMemory,
 		Observe: func(e scheduler.Event) {

@@ -63,6 +63,7 @@ func watchTable(ctx context.Context, path string, cur *config.Config, s *schedul
 			s.ReloadFailed(err)
 			continue
 		}
+		s.SetConfigHash(next.Hash())
 		log.Info("cron table reloaded", zap.Int("jobs", len(jobs)), zap.String("table_hash", next.Hash()))
 	}
 }

@@ -872,3 +872,13 @@ func TestCriticalNeedsFencedBackend(t *testing.T) {
 		})
 	}
 }
+
+func TestReservedJobNames(t *testing.T) {
+	for _, name := range []string{"_replicas", "..", "."} {
+		_, err := parse(t, lines("backend: {type: memory}", "jobs:", "  - {name: '"+name+"', schedule: '@daily', command: [/bin/true]}"))
+		want := []string{fmt.Sprintf("t.yaml:3: jobs[0].name: invalid job name %q: names starting with _ (and . and ..) are reserved", name)}
+		if got := errorLines(t, err); !slices.Equal(got, want) {
+			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}

@@ -697,6 +697,8 @@ func (d *decoder) job(o *obj, lock *Lock) Job {
 		o.errorf("name", "required")
 	case j.Name == "" || len(j.Name) > 128 || !validName(j.Name):
 		o.errorf("name", "invalid job name %q: use 1 to 128 of A-Z a-z 0-9 . _ -", j.Name)
+	case strings.HasPrefix(j.Name, "_") || j.Name == "." || j.Name == "..":
+		o.errorf("name", "invalid job name %q: names starting with _ (and . and ..) are reserved", j.Name)
 	}
 
 	j.Timezone = "UTC"

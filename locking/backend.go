@@ -111,6 +111,8 @@ type Record struct {
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended"`
 	Error   string    `json:"error,omitempty"`
+	// Info holds small free-form facts (the scheduler's replica heartbeats use it).
+	Info map[string]string `json:"info,omitempty"`
 }
 
 // MaxRecordErrorLen bounds Record.Error as stored; longer texts are cut.

@@ -57,6 +57,11 @@ type Options struct {
 	Clock locking.Clock
 	// Observe, if set, is called for every event (from many goroutines).
 	Observe func(Event)
+	// Version and ConfigHash are published in the replica's heartbeats.
+	Version, ConfigHash string
+	// HeartbeatInterval is how often the replica publishes a heartbeat record
+	// (default DefaultHeartbeatInterval; negative: never).
+	HeartbeatInterval time.Duration
 	// SkipCatchUp turns off the search for ticks missed before Run started:
 	// for a backend that starts empty (memory), where every recent tick would
 	// look missed.
@@ -166,6 +171,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if next := j.Schedule.Next(start); !next.IsZero() {
 			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
 		}
+	}
+	if s.o.HeartbeatInterval >= 0 {
+		hbDone := make(chan struct{})
+		go func() { defer close(hbDone); s.heartbeats(ctx, start) }()
+		defer func() { <-hbDone }()
 	}
 	s.dispatch(ctx, q)
 	return s.shutdown()

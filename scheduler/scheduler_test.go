@@ -612,3 +612,29 @@ func TestReload(t *testing.T) {
 		}
 	})
 }
+
+func TestHeartbeats(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		js := []scheduler.Job{{Name: "j", Schedule: mustSchedule(t, "@hourly"), Func: func(ctx context.Context, r jobs.Run) error { return nil }}}
+		for _, name := range []string{"a", "b"} {
+			s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, 3*time.Second), Replica: name, TTL: 3 * time.Second,
+				Logger: zaptest.NewLogger(t), Version: "v1", ConfigHash: "hash-" + name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, s)
+		}
+		time.Sleep(25 * time.Second)
+		l := newLocker(t, b, 3*time.Second)
+		reps, err := scheduler.Replicas(context.Background(), l, 100)
+		if err != nil || len(reps) != 2 {
+			t.Fatalf("replicas: %+v, %v", reps, err)
+		}
+		for _, r := range reps {
+			if r.Version != "v1" || r.ConfigHash != "hash-"+r.Name || time.Since(r.LastSeen) > scheduler.DefaultHeartbeatInterval {
+				t.Errorf("replica %+v", r)
+			}
+		}
+	})
+}
