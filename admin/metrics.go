@@ -51,6 +51,8 @@ type metrics struct {
 	manualRuns    *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	renewals      *prometheus.CounterVec
+	clockOffset   prometheus.Gauge
+	clockSkewed   *prometheus.CounterVec
 
 	mu      sync.Mutex
 	pending map[pendingKey]time.Time // fired ticks awaiting their first claim result
@@ -126,8 +128,16 @@ func newMetrics(sched *scheduler.Scheduler, o Options) *metrics {
 	for _, r := range []string{"renewed", "renew_failed", "lost"} {
 		m.renewals.WithLabelValues(r)
 	}
+	m.clockOffset = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "oncecron_clock_offset_seconds",
+		Help: "How far this replica's clock is ahead of the backend server's (negative: behind), last estimate.",
+	})
+	m.clockSkewed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncecron_clock_skewed_ticks_total",
+		Help: "Critical ticks this replica left to others because its clock offset exceeded lock.max_clock_offset.",
+	}, []string{"job"})
 	m.reg.MustRegister(m.fired, m.ticks, m.runs, m.runDuration, m.claimDuration,
-		m.takeovers, m.leasesLost, m.catchUps, m.unavailable, m.manualRuns, m.reloads, m.renewals,
+		m.takeovers, m.leasesLost, m.catchUps, m.unavailable, m.manualRuns, m.reloads, m.renewals, m.clockOffset, m.clockSkewed,
 		&stateCollector{sched: sched},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "oncecron_ready",
@@ -205,6 +215,10 @@ func (m *metrics) observe(sched *scheduler.Scheduler, e scheduler.Event, now tim
 		}
 		m.ticks.WithLabelValues(e.Job, tickWon).Inc()
 		m.claimed(e, now, claimAnswered)
+	case scheduler.EventClockOffset:
+		m.clockOffset.Set(e.Duration.Seconds())
+	case scheduler.EventClockSkewed:
+		m.clockSkewed.WithLabelValues(e.Job).Inc()
 	case scheduler.EventReloaded:
 		m.reloads.WithLabelValues("applied").Inc()
 		m.initJobs(sched)

@@ -201,6 +201,7 @@ Examples:
 	s, err := scheduler.New(scheduler.Options{
 		Jobs: sjobs, Locker: locker, Replica: name, TTL: cfg.Lock.TTL, Retention: cfg.Lock.Retention,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Version: Version, ConfigHash: cfg.Hash(),
+		MaxClockOffset: clockBudget(cfg.Lock.MaxClockOffset),
 		// An in-memory backend starts empty: every recent tick would look missed.
 		SkipCatchUp: cfg.Backend.Type == config.BackendMemory,
 		Observe: func(e scheduler.Event) {
@@ -223,6 +224,15 @@ Examples:
 	}
 	go watchTable(ctx, *path, cfg, s, o, log)
 	return s.Run(ctx)
+}
+
+// clockBudget maps lock.max_clock_offset (0: off) to the scheduler's option
+// (negative: off).
+func clockBudget(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // checkCritical refuses to run critical jobs on a backend whose configuration

@@ -23,6 +23,8 @@ const (
 	MinDefaultStartingDeadline = 10 * time.Second
 	// MinTTL is the shortest lock.ttl accepted.
 	MinTTL = time.Second
+	// DefaultMaxClockOffset is the default of lock.max_clock_offset.
+	DefaultMaxClockOffset = time.Second
 )
 
 // Config is a validated cron table: the decoded contents of jobs.yaml with
@@ -118,6 +120,10 @@ type Lock struct {
 	// Retention is how long a tick's done marker is kept (key "retention";
 	// default 48h; at least every job's StartingDeadline).
 	Retention time.Duration
+	// MaxClockOffset is how far a replica's clock may be from the backend's
+	// (Redis TIME, ZooKeeper node times) before it stops claiming critical
+	// jobs and warns (key "max_clock_offset"; default 1s; 0 turns the check off).
+	MaxClockOffset time.Duration
 }
 
 // Admin is the "admin" section.

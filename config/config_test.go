@@ -106,7 +106,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		File:            "t.yaml",
 		Backend:         Backend{Type: BackendMemory, Etcd: Etcd{DialTimeout: DefaultEtcdDialTimeout}, Zookeeper: Zookeeper{SessionTimeout: DefaultZookeeperSessionTimeout}},
-		Lock:            Lock{TTL: 10 * time.Second, Namespace: "oncecron", Margin: 500 * time.Millisecond, Retention: 48 * time.Hour},
+		Lock:            Lock{TTL: 10 * time.Second, Namespace: "oncecron", Margin: 500 * time.Millisecond, Retention: 48 * time.Hour, MaxClockOffset: time.Second},
 		Replica:         "host-1",
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -197,7 +197,7 @@ func TestFullConfig(t *testing.T) {
 		r.TLS == nil || *r.TLS != wantTLS {
 		t.Errorf("redis = %+v", r)
 	}
-	if want := (Lock{TTL: 15 * time.Second, Namespace: "prod.eu-1", Margin: time.Second, Retention: 72 * time.Hour}); c.Lock != want {
+	if want := (Lock{TTL: 15 * time.Second, Namespace: "prod.eu-1", Margin: time.Second, Retention: 72 * time.Hour, MaxClockOffset: time.Second}); c.Lock != want {
 		t.Errorf("lock = %+v, want %+v", c.Lock, want)
 	}
 	if c.Replica != "worker-7" || c.ShutdownTimeout != time.Minute || c.Admin.Listen != "127.0.0.1:9090" {

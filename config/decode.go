@@ -460,7 +460,7 @@ var (
 	etcdFields      = []string{"endpoints", "username", "password", "dial_timeout", "tls"}
 	zookeeperFields = []string{"servers", "session_timeout", "username", "password"}
 	tlsFields       = []string{"ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"}
-	lockFields      = []string{"ttl", "namespace", "margin", "retention"}
+	lockFields      = []string{"ttl", "namespace", "margin", "retention", "max_clock_offset"}
 	adminFields     = []string{"listen"}
 	jobFields       = []string{"name", "schedule", "timezone", "dst", "anchor", "func", "args", "command",
 		"env", "dir", "timeout", "retries", "retry_backoff", "starting_deadline", "misfire",
@@ -632,6 +632,7 @@ func (d *decoder) lock(o *obj, l *Lock) {
 	if l.Retention <= 0 {
 		o.errorf("retention", "must be positive, got %s", l.Retention)
 	}
+	l.MaxClockOffset = o.nonNegDuration("max_clock_offset", DefaultMaxClockOffset)
 }
 
 func (d *decoder) jobs(top *obj, cfg *Config) {

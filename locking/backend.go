@@ -158,3 +158,10 @@ type ClaimResult struct {
 	Grant Grant
 	Err   error
 }
+
+// ServerClock is implemented by backends that can read their server's clock
+// (Redis TIME, ZooKeeper's modification time of a node). Locker.ClockOffset
+// uses it to estimate how far this process's clock is from the backend's.
+type ServerClock interface {
+	ServerTime(ctx context.Context) (time.Time, error)
+}

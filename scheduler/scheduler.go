@@ -57,6 +57,10 @@ type Options struct {
 	Clock locking.Clock
 	// Observe, if set, is called for every event (from many goroutines).
 	Observe func(Event)
+	// MaxClockOffset is how far this replica's clock may be from the backend's
+	// before it stops claiming critical jobs (default DefaultMaxClockOffset;
+	// negative: never checked).
+	MaxClockOffset time.Duration
 	// Version and ConfigHash are published in the replica's heartbeats.
 	Version, ConfigHash string
 	// HeartbeatInterval is how often the replica publishes a heartbeat record
@@ -77,6 +81,8 @@ type Scheduler struct {
 
 	mu     sync.Mutex  // guards jobs
 	reload chan []*Job // a new table for the dispatcher (Reload)
+
+	clock clockState // the clock offset from the backend's (skew.go)
 
 	runs     sync.WaitGroup // running tick handlers
 	jobsCtx  context.Context
@@ -171,6 +177,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if next := j.Schedule.Next(start); !next.IsZero() {
 			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
 		}
+	}
+	if s.o.MaxClockOffset >= 0 {
+		ckDone := make(chan struct{})
+		go func() { defer close(ckDone); s.watchClock(ctx) }()
+		defer func() { <-ckDone }()
 	}
 	if s.o.HeartbeatInterval >= 0 {
 		hbDone := make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -635,6 +636,65 @@ func TestHeartbeats(t *testing.T) {
 			if r.Version != "v1" || r.ConfigHash != "hash-"+r.Name || time.Since(r.LastSeen) > scheduler.DefaultHeartbeatInterval {
 				t.Errorf("replica %+v", r)
 			}
+		}
+	})
+}
+
+// skewedBackend reports a server clock off by off from the process's.
+type skewedBackend struct {
+	locking.Backend
+	off time.Duration
+}
+
+func (s skewedBackend) ServerTime(ctx context.Context) (time.Time, error) {
+	return time.Now().Add(-s.off), nil
+}
+
+func TestClockSkewLeavesCriticalJobsToOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		js := []scheduler.Job{
+			{Name: "pay", Critical: true, Schedule: mustSchedule(t, "@every 10s"), Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }},
+			{Name: "plain", Schedule: mustSchedule(t, "@every 10s"), Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }},
+		}
+		time.Sleep(time.Second)
+		begin := time.Now()
+		var skewedEvents atomic.Int32
+		skewed, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, skewedBackend{b, 5 * time.Second}, 3*time.Second),
+			Replica: "skewed", TTL: 3 * time.Second, Logger: zaptest.NewLogger(t), SkipCatchUp: true,
+			Observe: func(e scheduler.Event) {
+				if e.Kind == scheduler.EventClockSkewed {
+					skewedEvents.Add(1)
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, skewed)
+		time.Sleep(100 * time.Millisecond) // the skewed replica measures its offset, and races first
+		if off, ok := skewed.ClockOffset(); !ok || off < 4*time.Second {
+			t.Fatalf("offset %v, %v; want about 5s", off, ok)
+		}
+		s2, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, skewedBackend{b, 0}, 3*time.Second),
+			Replica: "good", TTL: 3 * time.Second, Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, s2)
+		time.Sleep(35 * time.Second)
+		runs := ran(log.all(), begin, begin.Add(time.Hour))
+		pay := 0
+		for _, r := range runs {
+			if r.Job == "pay" {
+				pay++
+				if r.Replica != "good" {
+					t.Errorf("critical tick %v ran on the skewed replica", r.Scheduled)
+				}
+			}
+		}
+		if pay != 3 || skewedEvents.Load() == 0 {
+			t.Errorf("%d critical runs (want 3), %d skew events", pay, skewedEvents.Load())
 		}
 	})
 }

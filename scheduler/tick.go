@@ -30,6 +30,8 @@ const (
 	EventUnavailable  EventKind = "unavailable"   // the backend could not be reached
 	EventReloaded     EventKind = "reloaded"      // a new cron table was applied
 	EventReloadFailed EventKind = "reload_failed" // a new cron table was refused; the old one runs on
+	EventClockOffset  EventKind = "clock_offset"  // a new estimate of the clock offset (Duration)
+	EventClockSkewed  EventKind = "clock_skewed"  // a critical tick was left to other replicas: clock offset over budget
 )
 
 // Event describes one step of a tick, for metrics and tests.
@@ -64,6 +66,16 @@ type claimed struct {
 func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool, first *claimed) {
 	key := locking.Key{Scope: j.Name, Name: TickName(fire)}
 	log := s.log.With(zap.String("job", j.Name), zap.String("tick", key.Name))
+	if j.Critical && s.skewed() {
+		off, _ := s.ClockOffset()
+		log.Error("critical tick left to other replicas: this replica's clock is off the backend's by more than the budget",
+			zap.Duration("offset", off), zap.Duration("budget", s.maxOffset()))
+		s.emit(Event{Kind: EventClockSkewed, Job: j.Name, Tick: fire, Duration: off})
+		if first != nil && first.lease != nil {
+			_ = first.lease.Release(context.WithoutCancel(ctx))
+		}
+		return
+	}
 	deadline := fire.Add(j.StartingDeadline)
 	attempt, takeover := 1, false
 	var lease *locking.Lease

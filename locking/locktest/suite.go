@@ -48,6 +48,7 @@ func Run(t *testing.T, h Harness) {
 		{"History", testHistory},
 		{"BadInput", testBadInput},
 		{"Unreachable", testUnreachable},
+		{"ClockOffset", testClockOffset},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -943,5 +944,28 @@ func testUnreachable(t *testing.T, s *suite) {
 		if took > wait+5*time.Second {
 			t.Errorf("%s on an unreachable server took %v with a %v deadline", op.name, took, wait)
 		}
+	}
+}
+
+// testClockOffset: a backend that can read its server's clock gives an offset
+// near zero (server and test share this machine's clock); others say they
+// cannot.
+func testClockOffset(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	b := s.backend(t)
+	l := s.locker(t, b)
+	off, rtt, err := l.ClockOffset(ctx)
+	if _, ok := b.(locking.ServerClock); !ok {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("ClockOffset on a backend without ServerClock: %v, want errors.ErrUnsupported", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("ClockOffset: %v", err)
+	}
+	// ZooKeeper stamps milliseconds; allow that, plus half the round trip.
+	if limit := rtt/2 + 50*time.Millisecond; off > limit || off < -limit {
+		t.Errorf("offset %v from a server on this machine (rtt %v), want within %v", off, rtt, limit)
 	}
 }

@@ -268,7 +268,13 @@ func (b *Backend) Close() error {
 	return nil
 }
 
+// ServerTime implements locking.ServerClock: the process's own clock.
+func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
+	return b.clock.Now().Round(0), ctx.Err()
+}
+
 var (
+	_ locking.ServerClock  = (*Backend)(nil)
 	_ locking.Backend      = (*Backend)(nil)
 	_ locking.Waiter       = (*Backend)(nil)
 	_ locking.BatchClaimer = (*Backend)(nil)

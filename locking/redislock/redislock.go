@@ -356,9 +356,19 @@ func (b *Backend) fail(ctx context.Context, op string, key locking.Key, err erro
 	return fmt.Errorf("redislock: %s %s: %w: %w", op, key, locking.ErrUnavailable, err)
 }
 
+// ServerTime implements locking.ServerClock with the TIME command.
+func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
+	t, err := b.c.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, b.fail(ctx, "time", locking.Key{}, err)
+	}
+	return t, nil
+}
+
 var (
 	_ locking.Backend      = (*Backend)(nil)
 	_ locking.BatchClaimer = (*Backend)(nil)
+	_ locking.ServerClock  = (*Backend)(nil)
 )
 
 // CheckFencing implements locking.FencingChecker: tokens and done markers
