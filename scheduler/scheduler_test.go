@@ -698,3 +698,47 @@ func TestClockSkewLeavesCriticalJobsToOthers(t *testing.T) {
 		}
 	})
 }
+
+// TestJitterIsDeterministic: a jittered job starts late by the same amount on
+// every replica, within its bound, and its tick keeps the scheduled instant.
+func TestJitterIsDeterministic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var mu sync.Mutex
+		delays := map[time.Time]time.Duration{}
+		js := []scheduler.Job{{
+			Name: "spread", Schedule: mustSchedule(t, "@every 10s"), Jitter: 3 * time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				mu.Lock()
+				delays[r.Scheduled] = time.Since(r.Scheduled)
+				mu.Unlock()
+				return nil
+			},
+		}}
+		time.Sleep(time.Second)
+		for _, name := range []string{"a", "b", "c"} {
+			s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, 3*time.Second), Replica: name,
+				TTL: 3 * time.Second, Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, s)
+		}
+		time.Sleep(64 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(delays) != 6 {
+			t.Fatalf("%d runs, want 6", len(delays))
+		}
+		distinct := map[time.Duration]bool{}
+		for at, d := range delays {
+			if d < 0 || d >= 3*time.Second || at.Second()%10 != 0 {
+				t.Errorf("tick %v started %v late, want in [0, 3s) and the tick on its instant", at, d)
+			}
+			distinct[d] = true
+		}
+		if len(distinct) < 2 {
+			t.Errorf("every tick got the same delay %v: the jitter should vary with the tick", delays)
+		}
+	})
+}
