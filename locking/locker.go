@@ -199,7 +199,36 @@ func (l *Locker) Records(ctx context.Context, scope string, limit int) ([]Record
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: limit %d must be positive", ErrInvalid, limit)
 	}
-	return l.b.Records(ctx, scope, limit)
+	recs, err := l.b.Records(ctx, scope, limit)
+	if err != nil {
+		return nil, err
+	}
+	return dedupe(recs), nil
+}
+
+// dedupe drops repeated copies of a record. A record whose write was retried
+// after an ambiguous failure (the reply lost, the request applied later) can be
+// stored twice by backends that append (Redis lists, ZooKeeper sequential
+// nodes); the copies are identical, down to the owner id and the instants.
+func dedupe(recs []Record) []Record {
+	type id struct {
+		key            Key
+		owner          string
+		token          uint64
+		outcome        Outcome
+		started, ended int64
+	}
+	seen := make(map[id]bool, len(recs))
+	out := recs[:0]
+	for _, r := range recs {
+		k := id{r.Key, r.Owner, r.Token, r.Outcome, r.Started.UnixNano(), r.Ended.UnixNano()}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, r)
+	}
+	return out
 }
 
 // AddRecord stores rec in the history of rec.Key.Scope without claiming anything.

@@ -1,0 +1,221 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oncecron/oncecron/internal/testenv"
+	"github.com/oncecron/oncecron/jobs"
+	"github.com/oncecron/oncecron/locking"
+	"github.com/oncecron/oncecron/locking/etcdlock"
+	"github.com/oncecron/oncecron/locking/locktest"
+	"github.com/oncecron/oncecron/locking/redislock"
+	"github.com/oncecron/oncecron/locking/zklock"
+	"github.com/oncecron/oncecron/schedule"
+	"github.com/oncecron/oncecron/scheduler"
+)
+
+// realBackend connects a replica to a real server, directly or through a
+// proxy the test can cut.
+type realBackend struct {
+	name string
+	ttl  time.Duration
+	dial func(t *testing.T, addr, ns string) locking.Backend
+	addr func(t *testing.T) string
+}
+
+func realBackends() []realBackend {
+	ctx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 10*time.Second)
+	}
+	return []realBackend{
+		{"redis", 2 * time.Second, func(t *testing.T, addr, ns string) locking.Backend {
+			b, err := redislock.Dial(redislock.Config{Addrs: []string{addr}, DialTimeout: time.Second, Options: redislock.Options{Namespace: ns}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}, func(t *testing.T) string { return testenv.RedisAddr(t) }},
+		{"etcd", 2 * time.Second, func(t *testing.T, addr, ns string) locking.Backend {
+			c, cancel := ctx()
+			defer cancel()
+			b, err := etcdlock.New(c, []string{addr}, etcdlock.WithNamespace(ns), etcdlock.WithDialTimeout(2*time.Second), etcdlock.WithRequestTimeout(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}, func(t *testing.T) string { return testenv.EtcdAddr(t) }},
+		{"zookeeper", 2 * time.Second, func(t *testing.T, addr, ns string) locking.Backend {
+			c, cancel := ctx()
+			defer cancel()
+			b, err := zklock.New(c, []string{addr}, zklock.WithNamespace(ns), zklock.WithSessionTimeout(6*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}, func(t *testing.T) string { return testenv.ZKAddr(t) }},
+	}
+}
+
+type proxyCut struct{ p *testenv.Proxy }
+
+func (c proxyCut) Cut()  { c.p.Blackhole() }
+func (c proxyCut) Heal() { c.p.Unblackhole() }
+
+// TestTakeoverOnEveryBackend: the runner of a tick is cut off from the backend
+// in the middle of its run. Its job is cancelled with ErrLost; a replica started
+// afterwards finds the tick held, waits, and takes it over with a higher token
+// and attempt 2; the lost run is recorded once the runner reaches the backend
+// again.
+func TestTakeoverOnEveryBackend(t *testing.T) {
+	for _, rb := range realBackends() {
+		t.Run(rb.name, func(t *testing.T) {
+			t.Parallel()
+			addr, ns := rb.addr(t), randomNamespace()
+			proxy := testenv.NewProxy(t, addr)
+			var cut locktest.Fault = proxyCut{proxy}
+			var mu sync.Mutex
+			var runs []jobs.Run
+			var causes []error
+			js := []scheduler.Job{{
+				// One tick, 5s ago, within the starting deadline; the next in an hour.
+				Name: "takeover", Schedule: anchored(t, "@every 1h", time.Now().Add(-5*time.Second)), StartingDeadline: 40 * time.Second,
+				Func: func(ctx context.Context, r jobs.Run) error {
+					mu.Lock()
+					runs = append(runs, r)
+					mu.Unlock()
+					if r.Replica == "a" {
+						cut.Cut()
+						<-ctx.Done()
+						mu.Lock()
+						causes = append(causes, context.Cause(ctx))
+						mu.Unlock()
+						return ctx.Err()
+					}
+					return nil
+				},
+			}}
+			// a starts first and catches up the current hour's tick alone.
+			ba := rb.dial(t, proxy.Addr(), ns)
+			t.Cleanup(func() { _ = ba.Close() })
+			stopA := start(t, newScheduler(t, newLocker(t, ba, rb.ttl), "a", rb.ttl, js, nil))
+			waitFor(t, 20*time.Second, "a's run", func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) == 1 })
+			bb := rb.dial(t, addr, ns)
+			t.Cleanup(func() { _ = bb.Close() })
+			stopB := start(t, newScheduler(t, newLocker(t, bb, rb.ttl), "b", rb.ttl, js, nil))
+			waitFor(t, 30*time.Second, "b's takeover", func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) == 2 })
+			cut.Heal()
+			mu.Lock()
+			a, b := runs[0], runs[1]
+			if len(causes) != 1 || !errors.Is(causes[0], locking.ErrLost) {
+				t.Errorf("a's job ended with %v, want ErrLost", causes)
+			}
+			mu.Unlock()
+			if b.Replica != "b" || !b.Scheduled.Equal(a.Scheduled) || b.Token <= a.Token || b.Attempt != 2 {
+				t.Errorf("takeover %+v after %+v: want b, the same tick, a higher token, attempt 2", b, a)
+			}
+			l := newLocker(t, bb, rb.ttl)
+			waitFor(t, 30*time.Second, "the lost and the succeeded records", func() bool {
+				recs, err := l.Records(context.Background(), "takeover", 10)
+				if err != nil {
+					return false
+				}
+				got := map[locking.Outcome]int{}
+				for _, r := range recs {
+					got[r.Outcome]++
+				}
+				if got[locking.OutcomeLost] == 1 && got[locking.OutcomeSucceeded] == 1 {
+					return true
+				}
+				t.Logf("records so far: %v", got)
+				return false
+			})
+			stopB()
+			stopA()
+		})
+	}
+}
+
+// TestMisfireAndLateReplicaOnEveryBackend: ticks that fell while no replica
+// ran are caught up by the misfire policy and recorded either way; a replica
+// that arrives later finds them done and runs nothing again.
+func TestMisfireAndLateReplicaOnEveryBackend(t *testing.T) {
+	for _, rb := range realBackends() {
+		t.Run(rb.name, func(t *testing.T) {
+			t.Parallel()
+			addr, ns := rb.addr(t), randomNamespace()
+			var log runLog
+			job := func(name string, m scheduler.Misfire) scheduler.Job {
+				return scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 2s"), StartingDeadline: 7 * time.Second, Misfire: m,
+					Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}
+			}
+			js := []scheduler.Job{job("latest", scheduler.MisfireRunLatest), job("all", scheduler.MisfireRunAll), job("skip", scheduler.MisfireSkip)}
+			// No replica ran the last 7 seconds of this new namespace: three or
+			// four ticks per job fall in the starting deadline.
+			b1 := rb.dial(t, addr, ns)
+			t.Cleanup(func() { _ = b1.Close() })
+			begin := time.Now()
+			stop1 := start(t, newScheduler(t, newLocker(t, b1, rb.ttl), "first", rb.ttl, js, nil))
+			time.Sleep(time.Second)
+			stop1()
+			caught := map[string]int{}
+			for _, r := range ran(log.all(), begin.Add(-8*time.Second), begin) {
+				caught[r.Job]++
+			}
+			if caught["latest"] != 1 || caught["all"] < 3 || caught["skip"] != 0 {
+				t.Errorf("catch-up runs %v: want latest 1, all 3 or 4, skip 0", caught)
+			}
+			l := newLocker(t, b1, rb.ttl)
+			for _, name := range []string{"latest", "all", "skip"} {
+				recs, err := l.Records(context.Background(), name, 20)
+				if err != nil || len(recs) < 3 {
+					t.Errorf("%s: %d records, %v; want every missed tick recorded", name, len(recs), err)
+				}
+			}
+			// A late replica (clock behind, paused, slow start) sees them done.
+			before := len(log.all())
+			b2 := rb.dial(t, addr, ns)
+			t.Cleanup(func() { _ = b2.Close() })
+			s2, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b2, rb.ttl), Replica: "late", TTL: rb.ttl,
+				Logger: zapNop(), HeartbeatInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop2 := start(t, s2)
+			time.Sleep(500 * time.Millisecond)
+			stop2()
+			for _, r := range log.all()[before:] {
+				if r.Scheduled.Before(begin) {
+					t.Errorf("the late replica ran %s@%v again", r.Job, r.Scheduled)
+				}
+			}
+			checkOnce(t, log.all())
+		})
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within %v", what, limit)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func zapNop() *zap.Logger { return zap.NewNop() }
+
+func anchored(t *testing.T, spec string, at time.Time) schedule.Schedule {
+	t.Helper()
+	s, err := schedule.Parse(spec, schedule.Options{Anchor: at.Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
