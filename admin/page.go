@@ -2,8 +2,10 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"html/template"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +24,14 @@ type pageView struct {
 	ReadyReason                                           string
 	Running                                               []pageRunning
 	Jobs                                                  []pageJob
+	Replicas                                              []pageReplica
+	ReplicasError                                         string
+}
+
+// pageReplica is a replica as its last heartbeat describes it.
+type pageReplica struct {
+	Name, Version, LastSeen, Running string
+	Alive, SameTable                 bool
 }
 
 type pageJob struct {
@@ -95,6 +105,22 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Replica: s.o.Replica, Version: s.o.Version, ConfigHash: s.o.ConfigHash, Backend: s.o.Backend,
 		StartedAt: fmtTime(s.o.StartedAt, nil), Now: fmtTime(time.Now(), nil),
 		Ready: rd.Ready, ReadyReason: rd.Reason,
+	}
+	if h := s.sched.ConfigHash(); h != "" { // current after a reload
+		v.ConfigHash = h
+	}
+	rctx, cancel := context.WithTimeout(r.Context(), s.o.BackendTimeout)
+	reps, err := scheduler.Replicas(rctx, s.locker, 500)
+	cancel()
+	if err != nil {
+		v.ReplicasError = err.Error()
+	}
+	for _, rp := range reps {
+		v.Replicas = append(v.Replicas, pageReplica{
+			Name: rp.Name, Version: rp.Version, LastSeen: fmtTime(rp.LastSeen, nil),
+			Running: strings.Join(rp.Running, " "), SameTable: rp.ConfigHash == v.ConfigHash,
+			Alive: time.Since(rp.LastSeen) < 3*scheduler.DefaultHeartbeatInterval,
+		})
 	}
 	for _, j := range jobs {
 		loc := s.location(j)
@@ -173,6 +199,13 @@ code { font-size: 13px; }
 <tr><th>Page generated</th><td>{{.Now}}</td></tr>
 </table>
 
+<h2>Replicas</h2>
+{{if .Replicas}}<table id="replicas">
+<tr><th>Replica</th><th>Alive</th><th>Last heartbeat</th><th>Version</th><th>Table</th><th>Running</th></tr>
+{{range .Replicas}}<tr><td>{{.Name}}</td><td>{{if .Alive}}<span class="ready">alive</span>{{else}}<span class="notready">silent</span>{{end}}</td><td>{{.LastSeen}}</td><td>{{.Version}}</td><td>{{if .SameTable}}same as this replica's{{else}}<span class="notready">differs</span>{{end}}</td><td><code>{{.Running}}</code></td></tr>
+{{end}}</table>
+{{else}}<p id="replicas">No heartbeat read{{if .ReplicasError}}: {{.ReplicasError}}{{end}}.</p>
+{{end}}
 <h2>Running on this replica</h2>
 {{if .Running}}<table id="running">
 <tr><th>Job</th><th>Tick</th><th>Token</th><th>Since</th></tr>

@@ -102,6 +102,9 @@ func (s *Scheduler) SetConfigHash(h string) {
 	s.mu.Unlock()
 }
 
+// ConfigHash returns the table hash this replica publishes.
+func (s *Scheduler) ConfigHash() string { return s.configHash() }
+
 func (s *Scheduler) configHash() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
