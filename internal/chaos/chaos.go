@@ -42,6 +42,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/oncecron/oncecron/internal/faultnet"
 )
 
 // Fault kinds.
@@ -163,7 +165,7 @@ type replica struct {
 	name   string
 	config string
 	logf   string
-	proxy  *proxy
+	proxy  *faultnet.Proxy
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -246,14 +248,14 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	defer r.cleanup()
 	for i := range o.Replicas {
 		name := string(rune('a' + i))
-		p, err := newProxy(r.server.addr)
+		p, err := faultnet.Listen(r.server.addr)
 		if err != nil {
 			return rep, err
 		}
 		rp := &replica{name: name, proxy: p,
 			config: filepath.Join(r.dir, "table-"+name+".yaml"), logf: filepath.Join(r.dir, "replica-"+name+".log")}
 		r.replicas = append(r.replicas, rp)
-		if err := os.WriteFile(rp.config, []byte(table(o.Backend, p.addr(), r.dir)), 0o644); err != nil {
+		if err := os.WriteFile(rp.config, []byte(table(o.Backend, p.Addr(), r.dir)), 0o644); err != nil {
 			return rep, err
 		}
 		if err := r.startReplica(rp); err != nil {
@@ -374,9 +376,9 @@ func (r *runner) inject(ctx context.Context) error {
 			d := between(TTL+time.Second, TTL+5*time.Second)
 			r.log("fault %d: partition replica %s for %v", n, rp.name, d)
 			f.Start = time.Now()
-			rp.proxy.blackhole(true)
+			rp.proxy.Blackhole()
 			err = sleepCtx(ctx, d)
-			rp.proxy.blackhole(false)
+			rp.proxy.Unblackhole()
 		case FaultBackend:
 			f.Replica = ""
 			d := between(300*time.Millisecond, 2*time.Second)
@@ -485,7 +487,7 @@ func (rp *replica) stop(grace time.Duration) {
 func (r *runner) stopReplicas() {
 	var wg sync.WaitGroup
 	for _, rp := range r.replicas {
-		rp.proxy.blackhole(false)
+		rp.proxy.Unblackhole()
 		wg.Go(func() { rp.stop(shutdownTimeout + 4*time.Second) })
 	}
 	wg.Wait()
@@ -496,7 +498,7 @@ func (r *runner) stopReplicas() {
 func (r *runner) cleanup() {
 	for _, rp := range r.replicas {
 		rp.stop(0)
-		rp.proxy.close()
+		rp.proxy.Close()
 	}
 }
 
