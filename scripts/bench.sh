@@ -13,7 +13,13 @@
 #   -benchtime D    go test -benchtime (default 1s, or $ONCECRON_BENCH_TIME)
 #   -md             print the summary as Markdown tables (for BENCHMARKS.md)
 #   PACKAGES        default: every package under ./locking and ./scheduler that
-#                   has a Benchmark function
+#                   has a Benchmark function, and ./bench
+#   ./bench         the comparison with other lock libraries (redsync,
+#                   bsm/redislock, etcd's concurrency.Mutex, go-zookeeper's
+#                   zk.Lock): its own Go module in bench/, so those libraries
+#                   never enter oncecron's go.mod. Each round runs it after the
+#                   other packages, as  go -C bench test ... .  Give ./bench
+#                   alone to run only it, or only other packages to skip it.
 #
 # Like scripts/test.sh it installs what is missing, builds tools/etcd-test-server,
 # starts its own Redis, etcd and ZooKeeper on free 127.0.0.1 ports in a temporary
@@ -56,8 +62,21 @@ done
 if ((${#pkgs[@]} == 0)); then
 	mapfile -t pkgs < <(grep -rl --include='*_test.go' '^func Benchmark' locking scheduler 2>/dev/null |
 		xargs -r -n1 dirname | sort -u | sed 's|^|./|')
-	((${#pkgs[@]})) || oc_die "no benchmarks found under ./locking and ./scheduler"
+	if [[ -f bench/go.mod ]] && grep -qs '^func Benchmark' bench/*_test.go; then
+		pkgs+=(./bench)
+	fi
+	((${#pkgs[@]})) || oc_die "no benchmarks found under ./locking, ./scheduler and ./bench"
 fi
+# The comparison module (bench/) runs as a go test of its own.
+root_pkgs=()
+compare=0
+for p in "${pkgs[@]}"; do
+	case $p in
+	bench | bench/ | ./bench | ./bench/ | bench/... | ./bench/...) compare=1 ;;
+	*) root_pkgs+=("$p") ;;
+	esac
+done
+((compare == 0)) || [[ -f bench/go.mod ]] || oc_die "bench/go.mod not found: ./bench is the comparison module"
 
 t_all=$(oc_ms)
 OC_STATE=
@@ -144,7 +163,14 @@ machine() {
 	echo "etcd:      ${etcd_v:-unknown} (tools/etcd-test-server, embedded, one member)"
 	echo "zookeeper: $(zk_version) (standalone, $("$OC_JAVA" -version 2>&1 | head -n1))"
 	echo "git:       $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
-	echo "command:   go test -run '^\$' -bench '$bench' -benchmem -benchtime $benchtime -count 1 ${pkgs[*]}  x $rounds rounds"
+	local cmd="go test -run '^\$' -bench '$bench' -benchmem -benchtime $benchtime -count 1"
+	if ((${#root_pkgs[@]} && compare)); then
+		echo "command:   $cmd ${root_pkgs[*]}; then go -C bench ${cmd#go } .  x $rounds rounds"
+	elif ((compare)); then
+		echo "command:   go -C bench ${cmd#go } .  x $rounds rounds"
+	else
+		echo "command:   $cmd ${root_pkgs[*]}  x $rounds rounds"
+	fi
 }
 
 mkdir -p "$OC_ROOT/.tmp/bench"
@@ -153,18 +179,32 @@ info=$(machine)
 printf '%s\n' "$info" | sed 's/^/# /' >"$out"
 printf '%s\n\n' "$info"
 
+# gotest ARGS... runs go ARGS (a go test) in the background, so that a TERM
+# or INT to this script is handled at once, appending its output to $round.
+gotest() {
+	local rc=0
+	go "$@" </dev/null >>"$round" 2>&1 &
+	gotest_pid=$!
+	wait "$gotest_pid" || rc=$?
+	gotest_pid=
+	return "$rc"
+}
+
 failed=()
 for ((r = 1; r <= rounds; r++)); do
 	t=$(oc_ms)
 	oc_log "round $r/$rounds: ${pkgs[*]}"
 	round=$OC_STATE/round-$r.txt
-	# In the background so that a TERM or INT to this script is handled at once.
-	go test -run '^$' -bench "$bench" -benchmem -benchtime "$benchtime" -count 1 -timeout 30m \
-		"${pkgs[@]}" </dev/null >"$round" 2>&1 &
-	gotest_pid=$!
+	: >"$round"
 	rc=0
-	wait "$gotest_pid" || rc=$?
-	gotest_pid=
+	if ((${#root_pkgs[@]})); then
+		gotest test -run '^$' -bench "$bench" -benchmem -benchtime "$benchtime" -count 1 -timeout 30m \
+			"${root_pkgs[@]}" || rc=$?
+	fi
+	if ((compare)); then
+		gotest -C bench test -run '^$' -bench "$bench" -benchmem -benchtime "$benchtime" -count 1 -timeout 30m \
+			. || rc=$((rc ? rc : $?))
+	fi
 	cat "$round" >>"$out"
 	grep -E '^(Benchmark|FAIL|---|panic:)' "$round" | sed 's/^/    /' >&2 || true
 	if ((rc != 0)); then

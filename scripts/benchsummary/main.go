@@ -16,6 +16,13 @@
 // ways: median(oncecron)/median(raw), and the median of the per-round ratios
 // (run k of one over run k of the other; bench.sh runs the whole set once per
 // round, so both sides of a round saw the same machine).
+//
+// Sub-benchmarks of the comparison module (bench/, names Group/contender): in
+// each group, a contender named "raw" or "raw-<variant>" is the floor of every
+// other contender of the group whose name ends in "-<variant>" (the longest
+// such variant wins), or else of every other contender, with plain "raw".
+// Metrics whose unit starts with "ns/" (ns/winner, ns/lost) are printed as
+// durations.
 package main
 
 import (
@@ -191,6 +198,8 @@ func fmtVal(unit string, v float64) string {
 	switch {
 	case unit == "ns/op":
 		return fmtDur(v)
+	case strings.HasPrefix(unit, "ns/"):
+		return unit[len("ns/"):] + "=" + fmtDur(v)
 	case summed(unit):
 		return fmt.Sprintf("%s=%.0f", unit, v)
 	case v == float64(int64(v)) || v >= 100:
@@ -221,8 +230,34 @@ func pairs(s *set) []pair {
 			out = append(out, pair{cands[0], raw})
 		}
 	}
+	// Group/contender sub-benchmarks, each with the raw floor of its group.
+	for _, b := range s.order {
+		group, sub, ok := strings.Cut(b.name, "/")
+		if !ok || isRaw(sub) {
+			continue
+		}
+		var floor *bench
+		for _, raw := range s.order {
+			g, rsub, ok := strings.Cut(raw.name, "/")
+			if !ok || raw.pkg != b.pkg || g != group || !isRaw(rsub) {
+				continue
+			}
+			variant := strings.TrimPrefix(rsub, "raw")
+			if !strings.HasSuffix(sub, variant) {
+				continue
+			}
+			if floor == nil || len(variant) > len(strings.TrimPrefix(strings.SplitN(floor.name, "/", 2)[1], "raw")) {
+				floor = raw
+			}
+		}
+		if floor != nil {
+			out = append(out, pair{b, floor})
+		}
+	}
 	return out
 }
+
+func isRaw(sub string) bool { return sub == "raw" || strings.HasPrefix(sub, "raw-") }
 
 // roundRatios returns mine/raw for each round both ran.
 func roundRatios(p pair) []float64 {
@@ -274,7 +309,7 @@ func main() {
 		fmt.Fprintln(w, "| package | benchmark | runs | median time/op | range | other metrics (median; *-winner: total) |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---|")
 	} else {
-		fmt.Fprintf(w, "%-20s %-28s %4s %12s %25s  %s\n", "package", "benchmark", "runs", "median/op", "min .. max", "other metrics (median; *-winner: total over runs)")
+		fmt.Fprintf(w, "%-20s %-40s %4s %12s %25s  %s\n", "package", "benchmark", "runs", "median/op", "min .. max", "other metrics (median; *-winner: total over runs)")
 	}
 	for _, b := range s.order {
 		med, _ := b.summary("ns/op")
@@ -292,7 +327,7 @@ func main() {
 		if *md {
 			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s |\n", b.pkg, b.name, len(b.runs), fmtDur(med), rng, strings.Join(other, ", "))
 		} else {
-			fmt.Fprintf(w, "%-20s %-28s %4d %12s %25s  %s\n", b.pkg, b.name, len(b.runs), fmtDur(med), rng, strings.Join(other, "  "))
+			fmt.Fprintf(w, "%-20s %-40s %4d %12s %25s  %s\n", b.pkg, b.name, len(b.runs), fmtDur(med), rng, strings.Join(other, "  "))
 		}
 	}
 
@@ -306,7 +341,7 @@ func main() {
 		fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
 	} else {
 		fmt.Fprintln(w, "ratios oncecron/raw (goal <= 1.10)")
-		fmt.Fprintf(w, "%-20s %-16s %-24s %10s %10s %8s %12s %16s\n", "package", "oncecron", "raw floor", "oncecron", "raw", "ratio", "round-ratio", "rounds min..max")
+		fmt.Fprintf(w, "%-20s %-40s %-24s %10s %10s %8s %12s %16s\n", "package", "oncecron (or other)", "raw floor", "oncecron", "raw", "ratio", "round-ratio", "rounds min..max")
 	}
 	for _, p := range ps {
 		a, _ := p.mine.summary("ns/op")
@@ -324,7 +359,7 @@ func main() {
 		if *md {
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", p.mine.pkg, p.mine.name, p.raw.name, fmtDur(a), fmtDur(b), ratio, rmed, rrng)
 		} else {
-			fmt.Fprintf(w, "%-20s %-16s %-24s %10s %10s %8s %12s %16s\n", p.mine.pkg, p.mine.name, p.raw.name, fmtDur(a), fmtDur(b), ratio, rmed, rrng)
+			fmt.Fprintf(w, "%-20s %-40s %-24s %10s %10s %8s %12s %16s\n", p.mine.pkg, p.mine.name, p.raw.name, fmtDur(a), fmtDur(b), ratio, rmed, rrng)
 		}
 	}
 }
