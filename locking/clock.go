@@ -8,6 +8,9 @@ import "time"
 type Clock interface {
 	Now() time.Time
 	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f in its own goroutine after d; the returned Timer's Stop
+	// reports whether it prevented the call (its C is nil).
+	AfterFunc(d time.Duration, f func()) Timer
 }
 
 // Timer is the part of *time.Timer that Clock users need.
@@ -24,6 +27,9 @@ func (SystemClock) Now() time.Time { return time.Now() }
 
 // NewTimer returns a timer of the time package.
 func (SystemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+
+// AfterFunc returns time.AfterFunc's timer.
+func (SystemClock) AfterFunc(d time.Duration, f func()) Timer { return sysTimer{time.AfterFunc(d, f)} }
 
 type sysTimer struct{ t *time.Timer }
 

@@ -40,8 +40,16 @@ type Lease struct {
 	deadline time.Time
 	err      error // nil while held
 
-	stopWatch context.CancelFunc
-	watchDone chan struct{}
+	// The watchdog runs on the clock's timers: a renewal every ttl/3 and a
+	// guard at the local deadline, each a callback, so that a held lease costs
+	// no goroutine between renewals (a replica may hold thousands at once).
+	stopWatch context.CancelFunc // aborts an in-flight renewal
+	wctx      context.Context
+	wmu       sync.Mutex
+	stopped   bool
+	renewT    Timer
+	guardT    Timer
+	pending   sync.WaitGroup // scheduled or running callbacks, and the loss watcher
 }
 
 func (l *Locker) newLease(g Grant, sent time.Time, ttl time.Duration) *Lease {
@@ -50,13 +58,13 @@ func (l *Locker) newLease(g Grant, sent time.Time, ttl time.Duration) *Lease {
 		l: l, key: g.Key, owner: g.Owner, token: g.Token, ttl: ttl, lost: g.Lost,
 		log: l.opts.logger.With(zap.Stringer("key", g.Key), zap.Uint64("token", g.Token)),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		grant: g, watchDone: make(chan struct{}),
+		grant: g,
 	}
 	ls.deadline = l.deadline(g, sent, ttl)
 	wctx, stop := context.WithCancel(context.Background())
-	ls.stopWatch = stop
+	ls.stopWatch, ls.wctx = stop, wctx
 	ls.log.Debug("lease acquired", zap.Time("deadline", ls.deadline))
-	go ls.watch(wctx)
+	ls.startWatch()
 	return ls
 }
 
@@ -262,76 +270,72 @@ func (ls *Lease) renew(ctx context.Context) error {
 	return nil
 }
 
-// watch is the watchdog: it renews every ttl/3 (with jitter) and retries failed
-// renewals quickly, while a guard declares the lease lost at its local deadline
-// even if a renewal is stuck in flight.
-func (ls *Lease) watch(ctx context.Context) {
-	defer close(ls.watchDone)
-	guarded := make(chan struct{})
-	go func() {
-		defer close(guarded)
-		ls.guard(ctx)
-	}()
-	ls.renewLoop(ctx)
-	<-guarded
-}
-
-// guard ends the lease when its local deadline passes without a renewal.
-func (ls *Lease) guard(ctx context.Context) {
-	clock := ls.l.opts.clock
-	for {
-		t := clock.NewTimer(max(ls.Deadline().Sub(clock.Now()), 0))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-ls.done:
-			t.Stop()
-			return
-		case <-t.C():
-		}
-		if ls.Check() != nil {
-			return
-		}
+// startWatch starts the watchdog: the first renewal after ttl/3 (with
+// jitter), the guard at the deadline, and, for backends that signal a lost
+// session, a watcher of that signal.
+func (ls *Lease) startWatch() {
+	ls.schedule(&ls.renewT, jitter(ls.ttl/3), ls.renewTick)
+	ls.scheduleGuard()
+	if ls.lost != nil {
+		ls.pending.Add(1)
+		go func() {
+			defer ls.pending.Done()
+			select {
+			case <-ls.lost:
+				ls.lose(fmt.Errorf("%w: %s: backend session ended", ErrLost, ls.key))
+			case <-ls.done:
+			case <-ls.wctx.Done():
+			}
+		}()
 	}
 }
 
-func (ls *Lease) renewLoop(ctx context.Context) {
-	clock := ls.l.opts.clock
+// schedule arms *t to run f after d, unless the watchdog was stopped.
+func (ls *Lease) schedule(t *Timer, d time.Duration, f func()) {
+	ls.wmu.Lock()
+	defer ls.wmu.Unlock()
+	if ls.stopped {
+		return
+	}
+	ls.pending.Add(1)
+	*t = ls.l.opts.clock.AfterFunc(max(d, 0), func() {
+		defer ls.pending.Done()
+		f()
+	})
+}
+
+// scheduleGuard arms the guard at the current local deadline.
+func (ls *Lease) scheduleGuard() {
+	ls.schedule(&ls.guardT, ls.Deadline().Sub(ls.l.opts.clock.Now()), ls.guardTick)
+}
+
+// guardTick ends the lease when its local deadline passed without a renewal,
+// even if a renewal is stuck in flight; after a renewal moved the deadline it
+// waits for the new one.
+func (ls *Lease) guardTick() {
+	if ls.Check() == nil {
+		ls.scheduleGuard()
+	}
+}
+
+// renewTick renews the lease and arms the next renewal: ttl/3 later after a
+// success, sooner after a transient failure (until the deadline).
+func (ls *Lease) renewTick() {
+	if ls.Check() != nil {
+		return
+	}
 	interval := ls.ttl / 3
-	next := jitter(interval)
-	for {
-		wait := min(next, ls.Deadline().Sub(clock.Now()))
-		t := clock.NewTimer(max(wait, 0))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-ls.done:
-			t.Stop()
-			return
-		case <-ls.lost:
-			t.Stop()
-			ls.lose(fmt.Errorf("%w: %s: backend session ended", ErrLost, ls.key))
-			return
-		case <-t.C():
-		}
-		if err := ls.Check(); err != nil {
-			return
-		}
-		err := ls.renew(ctx)
-		switch {
-		case err == nil:
-			ls.notify(LeaseRenewed, nil)
-			next = jitter(interval)
-		case ls.Err() != nil || ctx.Err() != nil:
-			return
-		default:
-			ls.notify(LeaseRenewFailed, err)
-			ls.log.Warn("lease renewal failed; retrying until the deadline", zap.Error(err),
-				zap.Time("deadline", ls.Deadline()))
-			next = min(interval/4, 250*time.Millisecond)
-		}
+	err := ls.renew(ls.wctx)
+	switch {
+	case err == nil:
+		ls.notify(LeaseRenewed, nil)
+		ls.schedule(&ls.renewT, jitter(interval), ls.renewTick)
+	case ls.Err() != nil || ls.wctx.Err() != nil:
+	default:
+		ls.notify(LeaseRenewFailed, err)
+		ls.log.Warn("lease renewal failed; retrying until the deadline", zap.Error(err),
+			zap.Time("deadline", ls.Deadline()))
+		ls.schedule(&ls.renewT, min(interval/4, 250*time.Millisecond, ls.Deadline().Sub(ls.l.opts.clock.Now())), ls.renewTick)
 	}
 }
 
@@ -368,6 +372,14 @@ func (ls *Lease) end(err error, how string) bool {
 
 // stop stops the watchdog and waits for it to exit.
 func (ls *Lease) stop() {
+	ls.wmu.Lock()
+	ls.stopped = true
+	for _, t := range []Timer{ls.renewT, ls.guardT} {
+		if t != nil && t.Stop() {
+			ls.pending.Done() // the callback will not run
+		}
+	}
+	ls.wmu.Unlock()
 	ls.stopWatch()
-	<-ls.watchDone
+	ls.pending.Wait()
 }

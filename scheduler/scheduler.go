@@ -270,20 +270,28 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		}
 		return
 	}
-	keys := make([]locking.Key, len(batch))
-	for i, t := range batch {
-		keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
+	// Chunks of batchSize, claimed concurrently: a few round trips in all, and
+	// the first jobs start while later chunks are still being claimed.
+	for lo := 0; lo < len(batch); lo += batchSize {
+		chunk := batch[lo:min(lo+batchSize, len(batch))]
+		s.runs.Add(1)
+		go func() {
+			defer s.runs.Done()
+			keys := make([]locking.Key, len(chunk))
+			for i, t := range chunk {
+				keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
+			}
+			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
+			for i, t := range chunk {
+				first := &claimed{lease: leases[i], err: errs[i]}
+				s.spawn(func() { s.handle(ctx, t.job, t.fire, true, first) })
+			}
+		}()
 	}
-	s.runs.Add(1)
-	go func() {
-		defer s.runs.Done()
-		leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
-		for i, t := range batch {
-			first := &claimed{lease: leases[i], err: errs[i]}
-			s.spawn(func() { s.handle(ctx, t.job, t.fire, true, first) })
-		}
-	}()
 }
+
+// batchSize is how many ticks of one instant a batch claim carries.
+const batchSize = 64
 
 // startAt is when this replica starts racing for a tick: its instant plus the
 // job's deterministic jitter.
