@@ -129,7 +129,7 @@ func TestTakeoverOnEveryBackend(t *testing.T) {
 				for _, r := range recs {
 					got[r.Outcome]++
 				}
-				if got[locking.OutcomeLost] == 1 && got[locking.OutcomeSucceeded] == 1 {
+				if got[locking.OutcomeLost] == 1 && got[locking.OutcomeSucceeded] == 1 && got[scheduler.OutcomeTakeover] == 1 {
 					return true
 				}
 				t.Logf("records so far: %v", got)

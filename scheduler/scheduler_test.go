@@ -742,3 +742,50 @@ func TestJitterIsDeterministic(t *testing.T) {
 		}
 	})
 }
+
+// TestSecondTakeoverCountsAttempts: a tick whose runner dies twice is run a
+// third time as attempt 3.
+func TestSecondTakeoverCountsAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		faults := map[string]*locktest.FaultyBackend{"a": locktest.NewFaultyBackend(b), "b": locktest.NewFaultyBackend(b), "c": locktest.NewFaultyBackend(b)}
+		var log runLog
+		js := []scheduler.Job{{
+			Name: "fragile", Schedule: mustSchedule(t, "@every 1m"), StartingDeadline: 50 * time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				log.add(r)
+				if r.Replica != "c" {
+					time.Sleep(200 * time.Millisecond) // a taker has recorded its attempt by now
+					faults[r.Replica].Cut()            // this runner loses its backend mid-run
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				return nil
+			},
+		}}
+		time.Sleep(51 * time.Second) // no catch-up of the tick at 0
+		begin := time.Now()
+		ttl := 3 * time.Second
+		start(t, newScheduler(t, newLocker(t, faults["a"], ttl), "a", ttl, js, nil))
+		time.Sleep(9*time.Second + 100*time.Millisecond) // a alone wins the tick at 1m
+		start(t, newScheduler(t, newLocker(t, faults["b"], ttl), "b", ttl, js, nil))
+		time.Sleep(8 * time.Second) // b takes over, then is cut too
+		start(t, newScheduler(t, newLocker(t, faults["c"], ttl), "c", ttl, js, nil))
+		time.Sleep(15 * time.Second)
+		runs := ran(log.all(), begin, begin.Add(time.Minute))
+		if len(runs) != 3 {
+			t.Fatalf("runs %+v, want three (a, b, c)", runs)
+		}
+		for i, want := range []struct {
+			replica string
+			attempt int
+		}{{"a", 1}, {"b", 2}, {"c", 3}} {
+			if runs[i].Replica != want.replica || runs[i].Attempt != want.attempt {
+				t.Errorf("run %d: %s attempt %d, want %s attempt %d", i, runs[i].Replica, runs[i].Attempt, want.replica, want.attempt)
+			}
+			if i > 0 && runs[i].Token <= runs[i-1].Token {
+				t.Errorf("run %d: token %d not above %d", i, runs[i].Token, runs[i-1].Token)
+			}
+		}
+	})
+}

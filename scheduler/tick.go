@@ -121,8 +121,20 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 			return
 		}
 	}
+	if run && (takeover || s.o.Clock.Now().After(fire.Add(s.o.TTL/2))) {
+		// Someone may have run this tick before and lost it: number this run
+		// after every attempt the records know of.
+		attempt = max(attempt, s.nextAttempt(ctx, key))
+	}
 	if takeover {
-		s.emit(Event{Kind: EventTakeover, Job: j.Name, Tick: fire, Token: lease.Token()})
+		// Tell a later taker which attempt this is, should this replica die too.
+		s.spawn(func() {
+			// No owner: backends that key records by (token, name, owner) must
+			// not confuse the marker with the run's own record.
+			s.addRecord(ctx, locking.Record{Key: key, Outcome: OutcomeTakeover, Replica: s.o.Replica,
+				Token: lease.Token(), Attempt: attempt, Started: s.o.Clock.Now(), Ended: s.o.Clock.Now()})
+		})
+		s.emit(Event{Kind: EventTakeover, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: attempt})
 		log.Warn("the tick's runner did not complete it; taking over", zap.Uint64("token", lease.Token()))
 		if j.OnHolderLoss == HolderLossAbandon {
 			s.finish(lease, j, fire, log, locking.Record{Outcome: locking.OutcomeAbandoned, Attempt: attempt,
@@ -139,6 +151,29 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 		return
 	}
 	s.run(ctx, j, lease, fire, attempt, log)
+}
+
+// OutcomeTakeover marks, in a job's history, that a replica took a tick over
+// from a runner that lost it, and with which attempt number.
+const OutcomeTakeover locking.Outcome = "takeover"
+
+// nextAttempt returns 1 + the highest attempt the job's recent records know of
+// for key (runs lost, interrupted or taken over), and at least 2 when there is
+// any such record.
+func (s *Scheduler) nextAttempt(ctx context.Context, key locking.Key) int {
+	rctx, cancel := context.WithTimeout(ctx, s.o.TTL/2)
+	defer cancel()
+	recs, err := s.locker.Records(rctx, key.Scope, 100)
+	if err != nil {
+		return 2 // a takeover at least; the records say no more
+	}
+	n := 1
+	for _, r := range recs {
+		if r.Key == key {
+			n = max(n, r.Attempt+1, 2)
+		}
+	}
+	return n
 }
 
 // await waits, without hammering the backend, for the runner of a tick to end it.
