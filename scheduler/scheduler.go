@@ -166,17 +166,33 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.log.Info("scheduler started", zap.Int("jobs", len(table)), zap.Duration("ttl", s.o.TTL))
 
 	q := &tickQueue{}
+	type catchUp struct {
+		job    *Job
+		missed []time.Time
+	}
+	var catchUps []catchUp
+	var latest []*tick // the newest missed tick of each run_latest job
 	for _, j := range table {
 		missed := j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
 		if len(missed) > maxCatchUp {
 			missed = missed[len(missed)-maxCatchUp:]
 		}
 		if len(missed) > 0 && !s.o.SkipCatchUp {
-			s.spawn(func() { s.catchUp(ctx, j, missed) })
+			catchUps = append(catchUps, catchUp{j, missed})
+			if j.Misfire == MisfireRunLatest {
+				latest = append(latest, &tick{job: j, fire: missed[len(missed)-1]})
+			}
 		}
 		if next := j.Schedule.Next(start); !next.IsZero() {
 			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
 		}
+	}
+	// The newest missed ticks are claimed before any new tick, so that a job's
+	// tokens keep rising with its ticks across a restart.
+	first := s.claimFirst(ctx, latest)
+	for _, c := range catchUps {
+		f := first[c.job.Name]
+		s.spawn(func() { s.catchUp(ctx, c.job, c.missed, f) })
 	}
 	if s.o.MaxClockOffset >= 0 {
 		ckDone := make(chan struct{})
@@ -251,7 +267,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 					zap.String("job", j.Name), zap.Int("missed", len(missed)), zap.Int("examined", maxCatchUp))
 				missed = missed[len(missed)-maxCatchUp:]
 			}
-			s.spawn(func() { s.catchUp(ctx, j, missed) })
+			s.spawn(func() { s.catchUp(ctx, j, missed, nil) })
 			fire = missed[len(missed)-1]
 		} else {
 			s.emit(Event{Kind: EventFired, Job: j.Name, Tick: fire})
@@ -306,7 +322,24 @@ func (s *Scheduler) startAt(j *Job, fire time.Time) time.Time {
 
 // catchUp applies j's misfire policy to ticks that fell before this replica
 // could fire them, oldest first.
-func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time) {
+// claimFirst claims ticks in batches and returns each job's claim.
+func (s *Scheduler) claimFirst(ctx context.Context, ticks []*tick) map[string]*claimed {
+	out := make(map[string]*claimed, len(ticks))
+	for lo := 0; lo < len(ticks); lo += batchSize {
+		chunk := ticks[lo:min(lo+batchSize, len(ticks))]
+		keys := make([]locking.Key, len(chunk))
+		for i, t := range chunk {
+			keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
+		}
+		leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
+		for i, t := range chunk {
+			out[t.job.Name] = &claimed{lease: leases[i], err: errs[i]}
+		}
+	}
+	return out
+}
+
+func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time, first *claimed) {
 	s.emit(Event{Kind: EventCatchUp, Job: j.Name, Tick: missed[len(missed)-1], Detail: fmt.Sprint(len(missed), " ticks")})
 	if j.Misfire == MisfireRunAll {
 		for _, fire := range missed {
@@ -319,7 +352,12 @@ func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time) {
 	// The newest first, so that it starts as early as it can; then the older
 	// ones are recorded as missed (unless some replica ran them).
 	for i := len(missed) - 1; i >= 0; i-- {
-		if s.handle(ctx, j, missed[i], i == len(missed)-1 && j.Misfire == MisfireRunLatest, nil); ctx.Err() != nil {
+		newest := i == len(missed)-1
+		var f *claimed
+		if newest {
+			f = first
+		}
+		if s.handle(ctx, j, missed[i], newest && j.Misfire == MisfireRunLatest, f); ctx.Err() != nil {
 			return
 		}
 	}
