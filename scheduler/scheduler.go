@@ -349,15 +349,26 @@ func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time, fir
 		}
 		return
 	}
-	// The newest first, so that it starts as early as it can; then the older
-	// ones are recorded as missed (unless some replica ran them).
-	for i := len(missed) - 1; i >= 0; i-- {
-		newest := i == len(missed)-1
-		var f *claimed
-		if newest {
-			f = first
+	// The newest first, so that it starts as early as it can.
+	newest := len(missed) - 1
+	if j.Misfire == MisfireRunLatest {
+		if s.handle(ctx, j, missed[newest], true, first); ctx.Err() != nil {
+			return
 		}
-		if s.handle(ctx, j, missed[i], newest && j.Misfire == MisfireRunLatest, f); ctx.Err() != nil {
+	} else {
+		newest++ // skip: every one is recorded as missed, below
+	}
+	// Then the older ones are recorded as missed, unless some replica ran them;
+	// but only once their starting deadline has passed: until then a replica
+	// may still be running one, or waiting to take it over from a runner that
+	// died, and a "missed" record would take that tick from it.
+	for _, fire := range missed[:newest] {
+		if wait := fire.Add(j.StartingDeadline).Sub(s.o.Clock.Now()); wait > 0 {
+			if sleep(ctx, s.o.Clock, wait) != nil {
+				return
+			}
+		}
+		if s.handle(ctx, j, fire, false, nil); ctx.Err() != nil {
 			return
 		}
 	}
