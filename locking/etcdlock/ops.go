@@ -71,7 +71,9 @@ func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl 
 		if err != nil {
 			return locking.Grant{}, b.fail(ctx, op, key.String(), err)
 		}
-		b.freshen(ctx, s)
+		if err := b.freshen(ctx, s); err != nil {
+			return locking.Grant{}, b.fail(ctx, op, key.String(), err)
+		}
 		g, err := b.claimOn(ctx, s, key, owner, ttl)
 		if err != nil && isLeaseGone(err) && attempt < 2 {
 			// The session died under us; nothing was written. Try a new one.
@@ -426,21 +428,25 @@ func (b *Backend) validate(key locking.Key, owner string, ttl time.Duration) err
 var _ locking.Backend = (*Backend)(nil)
 
 // freshen renews a session whose last confirmed keep-alive is more than half its
-// validity old (after a partition or a stall, before the keep-alive loop catches
-// up), so that a claim made on it does not start with a deadline already past.
-// A failure is left to the keep-alive loop; the claim then counts from the old
-// send time, which is conservative.
-func (b *Backend) freshen(ctx context.Context, s *session) {
+// validity old (after a partition, a server restart or a stall, before the
+// keep-alive loop catches up), so that a claim made on it does not start with a
+// deadline already past: a grant that is lost the moment it is made runs nothing
+// and only delays the tick. If the keep-alive fails, so does the claim
+// (unavailable), and the caller retries.
+func (b *Backend) freshen(ctx context.Context, s *session) error {
 	b.mu.Lock()
 	stale := b.clock.Now().Sub(s.since) > s.validity()/2
 	b.mu.Unlock()
 	if !stale {
-		return
+		return nil
 	}
 	sent := b.clock.Now()
 	resp, err := b.cli.KeepAliveOnce(ctx, s.id)
-	if err != nil || resp.TTL <= 0 {
-		return
+	if err != nil {
+		return fmt.Errorf("%w: the session's keep-alive is stale and renewing it failed: %w", locking.ErrUnavailable, err)
+	}
+	if resp.TTL <= 0 {
+		return fmt.Errorf("%w: the session lease is gone", locking.ErrUnavailable)
 	}
 	b.mu.Lock()
 	if sent.After(s.since) {
@@ -448,4 +454,5 @@ func (b *Backend) freshen(ctx context.Context, s *session) {
 	}
 	s.granted = time.Duration(resp.TTL) * time.Second
 	b.mu.Unlock()
+	return nil
 }
