@@ -42,7 +42,20 @@ func (b *Backend) Acquire(ctx context.Context, key locking.Key, owner string, tt
 			}
 			return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w: the session was lost %d times while queued", op, key, locking.ErrUnavailable, requeue+1)
 		}
-		return g, err
+		if err != nil {
+			return g, err
+		}
+		// A long wait may end just after a server restart, on a session whose
+		// keep-alive is stale: renew it, or give the key back, rather than hand
+		// out a lease already past its deadline.
+		if ferr := b.freshen(ctx, s); ferr != nil {
+			_ = b.Release(context.WithoutCancel(ctx), g)
+			return locking.Grant{}, b.fail(ctx, op, key.String(), ferr)
+		}
+		b.mu.Lock()
+		g.Since, g.TTL = s.since, min(ttl, s.validity())
+		b.mu.Unlock()
+		return g, nil
 	}
 }
 
