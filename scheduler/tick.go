@@ -447,6 +447,13 @@ func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, f
 		}
 		log.Info("cancelling the running run of the job")
 		guard, err = s.locker.Acquire(gctx, running, s.o.TTL)
+		if err == nil {
+			// While this tick waited, a newer one may have come: the newest wins.
+			if next := j.Schedule.Next(fire); !next.IsZero() && !next.After(s.o.Clock.Now()) {
+				_ = guard.Release(context.WithoutCancel(gctx))
+				return skip("superseded by a newer tick while waiting for the earlier run to end")
+			}
+		}
 	}
 	if err != nil {
 		return skip("could not take over from the earlier run: " + err.Error())
