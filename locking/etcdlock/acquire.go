@@ -45,6 +45,15 @@ func (b *Backend) Acquire(ctx context.Context, key locking.Key, owner string, tt
 		if err != nil {
 			return g, err
 		}
+		if b.sessionDead(s) {
+			// Won on a session this process gave up while it waited (see
+			// Claim): give the key back and queue again on a new session.
+			_ = b.Release(context.WithoutCancel(ctx), g)
+			if requeue < maxRequeues && ctx.Err() == nil {
+				continue
+			}
+			return locking.Grant{}, b.fail(ctx, op, key.String(), fmt.Errorf("%w: the session ended while queued", locking.ErrUnavailable))
+		}
 		// A long wait may end just after a server restart, on a session whose
 		// keep-alive is stale: renew it, or give the key back, rather than hand
 		// out a lease already past its deadline.

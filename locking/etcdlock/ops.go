@@ -80,8 +80,26 @@ func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl 
 			b.loseSession(s, "a claim found the session lease gone")
 			continue
 		}
+		if err == nil && b.sessionDead(s) {
+			// This process gave the session up (its keep-alives failed for its
+			// whole ttl) while the server, restarted, still knew the lease: the
+			// grant would be lost the moment it is made. Give the key back and
+			// claim on a new session.
+			_ = b.Release(context.WithoutCancel(ctx), g)
+			if attempt < 2 {
+				continue
+			}
+			return locking.Grant{}, b.fail(ctx, op, key.String(), fmt.Errorf("%w: the session ended during the claim", locking.ErrUnavailable))
+		}
 		return g, err
 	}
+}
+
+// sessionDead reports whether this process has given s up.
+func (b *Backend) sessionDead(s *session) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return s.dead
 }
 
 func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
