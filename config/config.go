@@ -201,7 +201,9 @@ type Job struct {
 	RetryBackoff time.Duration // "retry_backoff", first retry delay, doubling; default 1s
 	// StartingDeadline is how late after its instant a tick may still
 	// start, e.g. when taken over from a dead replica (key
-	// "starting_deadline"; default max(2 × lock.ttl, 10s)).
+	// "starting_deadline"; default max(2 × lock.ttl, 10s), and on ZooKeeper
+	// at least 2 × session_timeout + lock.ttl, since a dead runner's claim
+	// lives as long as its session).
 	StartingDeadline time.Duration
 	Misfire          Misfire    // "misfire"; default run_latest
 	OnHolderLoss     HolderLoss // "on_holder_loss"; default retry

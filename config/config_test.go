@@ -882,3 +882,16 @@ func TestReservedJobNames(t *testing.T) {
 		}
 	}
 }
+
+func TestStartingDeadlineCoversZooKeeperSessions(t *testing.T) {
+	c := mustParse(t, lines(
+		"backend: {type: zookeeper, zookeeper: {servers: ['h:1'], session_timeout: 6s}}",
+		"lock: {ttl: 3s, margin: 500ms}",
+		"jobs:",
+		"  - {name: a, schedule: '@every 1s', command: [/bin/true]}",
+	))
+	// A dead runner's claim lives until its session expires: 2 x 6s + 3s.
+	if got := c.Jobs[0].StartingDeadline; got != 15*time.Second {
+		t.Errorf("default starting deadline %v, want 15s", got)
+	}
+}

@@ -655,7 +655,7 @@ func (d *decoder) jobs(top *obj, cfg *Config) {
 			continue
 		}
 		o := d.object(n, n, path, jobFields)
-		j := d.job(o, &cfg.Lock)
+		j := d.job(o, &cfg.Lock, takeoverDelay(cfg.Backend))
 		j.Line = n.Line
 		if j.Critical {
 			if why := unfencedBackend(cfg.Backend); why != "" {
@@ -689,7 +689,17 @@ func unfencedBackend(b Backend) string {
 	return ""
 }
 
-func (d *decoder) job(o *obj, lock *Lock) Job {
+// takeoverDelay is how long after a runner dies the backend may still hold its
+// claim beyond the lock TTL: a ZooKeeper session outlives its client by up to
+// its timeout.
+func takeoverDelay(b Backend) time.Duration {
+	if b.Type == BackendZookeeper {
+		return 2 * b.Zookeeper.SessionTimeout
+	}
+	return 0
+}
+
+func (d *decoder) job(o *obj, lock *Lock, takeover time.Duration) Job {
 	var j Job
 	errsBefore := len(d.errs)
 	j.Name = o.str("name")
@@ -802,7 +812,7 @@ func (d *decoder) job(o *obj, lock *Lock) Job {
 		j.Retries = 0
 	}
 	j.RetryBackoff = o.nonNegDuration("retry_backoff", DefaultRetryBackoff)
-	j.StartingDeadline = max(2*lock.TTL, MinDefaultStartingDeadline)
+	j.StartingDeadline = max(2*lock.TTL, MinDefaultStartingDeadline, takeover+lock.TTL)
 	if o.has("starting_deadline") {
 		j.StartingDeadline = o.duration("starting_deadline", j.StartingDeadline)
 		if j.StartingDeadline <= 0 {

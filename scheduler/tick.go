@@ -153,6 +153,11 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 	s.run(ctx, j, lease, fire, attempt, log)
 }
 
+// recordGrace is how long past a tick's deadline a waiting replica stays, to
+// record the tick as missed if its runner turns out to have died: long enough
+// for a dead runner's lease (TTL) or session to expire.
+func recordGrace(ttl time.Duration) time.Duration { return 2*ttl + 10*time.Second }
+
 // OutcomeTakeover marks, in a job's history, that a replica took a tick over
 // from a runner that lost it, and with which attempt number.
 const OutcomeTakeover locking.Outcome = "takeover"
@@ -199,8 +204,12 @@ func (s *Scheduler) await(ctx context.Context, j *Job, key locking.Key, deadline
 			return nil
 		case !s.o.Clock.Now().Before(deadline):
 			// The deadline passed: the holder may still be running (a long
-			// job), or the tick may have been orphaned. One claim tells.
-			lease, err := s.locker.Claim(ctx, key, s.o.TTL)
+			// job), or the tick may have been orphaned by a runner whose lease
+			// or session has not expired yet. Wait a little longer, only to
+			// record an orphan as missed: it is never run this late.
+			lctx, lcancel := context.WithTimeout(ctx, recordGrace(s.o.TTL))
+			lease, err := s.locker.Acquire(lctx, key, s.o.TTL)
+			lcancel()
 			if err == nil {
 				return lease // handle records it as missed: it is past its deadline
 			}
