@@ -82,45 +82,7 @@ t_all=$(oc_ms)
 OC_STATE=
 gotest_pid=
 
-# descendants PID prints the PIDs of PID's descendants, children first.
-descendants() {
-	local f st ppid pid
-	for f in /proc/[0-9]*/stat; do
-		st=$(cat "$f" 2>/dev/null) || continue
-		st=${st##*) }
-		read -r _ ppid _ <<<"$st"
-		if [[ $ppid == "$1" ]]; then
-			pid=${f#/proc/}
-			pid=${pid%/stat}
-			echo "$pid"
-			descendants "$pid"
-		fi
-	done
-}
-
-cleanup() {
-	local rc=$? p
-	trap - EXIT INT TERM
-	oc_undo_policy
-	if [[ -n $gotest_pid ]] && oc_alive "$gotest_pid"; then
-		oc_log "stopping go test (pid $gotest_pid) and its processes"
-		for p in $gotest_pid $(descendants "$gotest_pid"); do
-			kill -TERM "$p" 2>/dev/null || true
-		done
-		wait "$gotest_pid" 2>/dev/null || true
-	fi
-	if [[ -n $OC_STATE && -d $OC_STATE ]]; then
-		oc_stop_all
-		if [[ -n ${ONCECRON_TEST_KEEP:-} ]]; then
-			oc_log "kept $OC_STATE"
-		else
-			rm -rf "$OC_STATE"
-		fi
-	fi
-	oc_log "exit $rc after $(oc_took "$t_all")"
-	exit "$rc"
-}
-trap cleanup EXIT
+trap oc_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

@@ -301,3 +301,46 @@ oc_start_all() {
 			ONCECRON_TEST_JAVA "$OC_JAVA"
 	} >"$OC_STATE/env"
 }
+
+# oc_descendants PID prints the PIDs of PID's descendants, children first.
+oc_descendants() {
+	local f st ppid pid
+	for f in /proc/[0-9]*/stat; do
+		st=$(cat "$f" 2>/dev/null) || continue
+		st=${st##*) }
+		read -r _ ppid _ <<<"$st"
+		if [[ $ppid == "$1" ]]; then
+			pid=${f#/proc/}
+			pid=${pid%/stat}
+			echo "$pid"
+			oc_descendants "$pid"
+		fi
+	done
+}
+
+# oc_cleanup is the EXIT trap of test.sh and bench.sh: it stops their go test
+# (gotest_pid) and its processes, the servers they started (OC_STATE), and
+# reports the exit code and the time since t_all.
+oc_cleanup() {
+	local rc=$? p
+	trap - EXIT INT TERM
+	oc_undo_policy
+	if [[ -n $gotest_pid ]] && oc_alive "$gotest_pid"; then
+		oc_log "stopping go test (pid $gotest_pid) and its processes"
+		for p in $gotest_pid $(oc_descendants "$gotest_pid"); do
+			kill -TERM "$p" 2>/dev/null || true
+		done
+		wait "$gotest_pid" 2>/dev/null || true
+	fi
+	if [[ -n $OC_STATE && -d $OC_STATE ]]; then
+		oc_stop_all
+		if [[ -n ${ONCECRON_TEST_KEEP:-} ]]; then
+			oc_log "kept $OC_STATE"
+		else
+			rm -rf "$OC_STATE"
+		fi
+	fi
+	# shellcheck disable=SC2154 # t_all is set by the script that traps
+	oc_log "exit $rc after $(oc_took "$t_all")"
+	exit "$rc"
+}
