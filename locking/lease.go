@@ -159,7 +159,10 @@ func (ls *Lease) Complete(ctx context.Context, rec Record, retention time.Durati
 // Release frees the key without completing it, so another claim may win it. It
 // stops the watchdog before returning: no renewal is sent after Release returns.
 // Releasing a lease that was already released, completed or lost returns an error
-// wrapping ErrNotHeld (after a loss it still removes our entry if it is there).
+// wrapping ErrNotHeld. After a loss it still removes the entry from the backend if
+// it is ours, so that another replica need not wait for it to expire; when the
+// backend cannot be reached for that, the error wraps ErrUnavailable too, and the
+// caller may call Release again later.
 func (ls *Lease) Release(ctx context.Context) error {
 	ls.mu.Lock()
 	prev := ls.err
@@ -173,9 +176,13 @@ func (ls *Lease) Release(ctx context.Context) error {
 		g := ls.grant
 		ls.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, ls.ttl)
-		_ = ls.l.b.Release(rctx, g) // best effort: free the entry early if it is still ours
+		berr := ls.l.b.Release(rctx, g) // free the entry early if it is still ours
 		cancel()
 		ls.opMu.Unlock()
+		if errors.Is(berr, ErrUnavailable) {
+			// The entry may still be ours: the caller may try again later.
+			return fmt.Errorf("%w: %s: %w; removing the entry failed: %w", ErrNotHeld, ls.key, prev, berr)
+		}
 		return fmt.Errorf("%w: %s: %w", ErrNotHeld, ls.key, prev)
 	}
 	ls.stopWatch() // abort an in-flight renewal instead of waiting for it

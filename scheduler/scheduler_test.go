@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -704,6 +705,51 @@ func TestClockSkewLeavesCriticalJobsToOthers(t *testing.T) {
 		}
 		if pay != 3 || skewedEvents.Load() == 0 {
 			t.Errorf("%d critical runs (want 3), %d skew events", pay, skewedEvents.Load())
+		}
+	})
+}
+
+// TestClockSkewEverywhereRecordsMissed: when every replica's clock is off, a
+// critical tick runs nowhere, and is recorded as missed rather than dropped.
+func TestClockSkewEverywhereRecordsMissed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		js := []scheduler.Job{{Name: "pay", Critical: true, Schedule: mustSchedule(t, "@every 30s"), StartingDeadline: 10 * time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}}
+		time.Sleep(time.Second)
+		l := newLocker(t, skewedBackend{b, 5 * time.Second}, 3*time.Second)
+		for _, name := range []string{"a", "b"} {
+			s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, skewedBackend{b, 5 * time.Second}, 3*time.Second),
+				Replica: name, TTL: 3 * time.Second, Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, s)
+		}
+		time.Sleep(90 * time.Second)
+		if n := len(log.all()); n != 0 {
+			t.Fatalf("%d critical runs on skewed replicas", n)
+		}
+		recs, err := l.Records(context.Background(), "pay", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missed := map[string]int{}
+		for _, r := range recs {
+			if r.Outcome != locking.OutcomeMissed || !strings.Contains(r.Error, "clock is off") {
+				t.Errorf("record %+v", r)
+			}
+			missed[r.Key.Name]++
+		}
+		// The ticks at 30s and 60s are past their deadline + grace; each recorded once.
+		if len(missed) < 2 {
+			t.Errorf("missed records %v, want the first two ticks", missed)
+		}
+		for k, n := range missed {
+			if n != 1 {
+				t.Errorf("tick %s recorded %d times", k, n)
+			}
 		}
 	})
 }

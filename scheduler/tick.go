@@ -75,6 +75,18 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 		if first != nil && first.lease != nil {
 			_ = first.lease.Release(context.WithoutCancel(ctx))
 		}
+		if run {
+			// If every replica's clock is off, nobody runs the tick: make sure it
+			// is then recorded as missed, once a replica whose clock is right
+			// could no longer have started it.
+			wait := fire.Add(j.StartingDeadline + max(off, -off) + s.o.TTL).Sub(s.o.Clock.Now())
+			s.spawn(func() {
+				if sleep(ctx, s.o.Clock, wait) == nil {
+					s.recordMissed(ctx, j, fire, fmt.Sprintf("critical tick not started before its deadline: this replica's clock is off the backend's by %v (budget %v)",
+						off.Round(time.Millisecond), s.maxOffset()))
+				}
+			})
+		}
 		return
 	}
 	deadline := fire.Add(j.StartingDeadline)
@@ -292,6 +304,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		rec.Error = fmt.Sprintf("lease lost: %v; job returned: %v", lease.Err(), err)
 		log.Error("run lost its lease; the tick is not completed", zap.Error(lease.Err()))
 		s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: last})
+		s.spawn(func() { s.freeLost(s.jobsCtx, lease, fire.Add(j.StartingDeadline)) })
 		s.recordRun(ctx, j, fire, lease, rec)
 		return rec
 	case errors.Is(context.Cause(rctx), ErrShutdown):
@@ -341,6 +354,26 @@ func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *za
 		return false
 	}
 	return true
+}
+
+// freeLost removes a lost lease's entry from the backend if it is still this
+// replica's, now that the job has stopped, so that a replica waiting for the tick
+// takes it over as soon as the backend answers rather than when the entry
+// expires (after a backend restart, etcd and ZooKeeper give leases and sessions
+// their whole TTL again). It retries while the backend is unreachable, until the
+// tick's starting deadline, after which nobody takes the tick over.
+func (s *Scheduler) freeLost(ctx context.Context, lease *locking.Lease, until time.Time) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := lease.Release(ctx)
+		if !errors.Is(err, locking.ErrUnavailable) || !s.o.Clock.Now().Before(until) {
+			return
+		}
+		if sleep(ctx, s.o.Clock, backoff) != nil {
+			return
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // recordRun stores the record of a run that could not complete its tick, retrying
