@@ -345,10 +345,22 @@ func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *za
 	defer cancel()
 	if err := lease.Complete(ctx, rec, j.Retention); err != nil {
 		log.Error("completing the tick failed; it may be run again by another replica", zap.Error(err))
-		if errors.Is(err, locking.ErrLost) {
-			rec.Outcome = locking.OutcomeLost
-			rec.Error = "completion refused: " + err.Error() + "; run outcome: " + rec.Error
-			s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: rec.Attempt})
+		// Whatever the run did, this record does not complete the tick: another
+		// replica may run it again, and the history must not show two runs
+		// that each completed it. The run's own outcome goes into Error.
+		how := "completion refused"
+		if !errors.Is(err, locking.ErrLost) {
+			how = "completion not confirmed before the lease ended"
+		}
+		outcome := string(rec.Outcome)
+		if rec.Error != "" {
+			outcome += ": " + rec.Error
+		}
+		rec.Outcome = locking.OutcomeLost
+		rec.Error = how + ": " + err.Error() + "; run outcome: " + outcome
+		s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: rec.Attempt})
+		if !errors.Is(err, locking.ErrLost) {
+			s.spawn(func() { s.freeLost(s.jobsCtx, lease, fire.Add(j.StartingDeadline)) })
 		}
 		s.recordRun(context.Background(), j, fire, lease, rec)
 		return false

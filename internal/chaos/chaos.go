@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oncecron/oncecron/config"
 	"github.com/oncecron/oncecron/internal/faultnet"
 )
 
@@ -62,7 +63,6 @@ var FaultKinds = []string{FaultKill, FaultPauseShort, FaultPauseLong, FaultParti
 const (
 	TTL              = 3 * time.Second // lock.ttl of the table
 	ZKSessionTimeout = 6 * time.Second
-	StartingDeadline = 10 * time.Second // the default: max(2 × ttl, 10s)
 	shutdownTimeout  = 6 * time.Second
 	warmup           = 4 * time.Second // after the replicas started, before the first checked tick
 	settle           = 9 * time.Second // after the last fault, before the replicas are stopped
@@ -124,7 +124,6 @@ type jobSpec struct {
 	every    time.Duration
 	sleep    string // how long each run takes
 	overlap  string
-	deadline time.Duration
 }
 
 var jobSpecs = []jobSpec{
@@ -302,14 +301,35 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if err != nil {
 		return rep, err
 	}
+	deadline, err := startingDeadline(o.Backend)
+	if err != nil {
+		return rep, err
+	}
 	check(&rep, checkInput{
 		runs: runs, records: recs, faults: r.faults,
 		replicas: names(r.replicas), from: checkFrom, to: stopAt.Add(-3 * time.Second), started: started,
-		hold: hold(o.Backend),
+		hold: hold(o.Backend), deadline: deadline,
 	})
 	rep.Took = time.Since(began)
 	r.log("done: %d ticks, %d violations", rep.Ticks, len(rep.Violations))
 	return rep, nil
+}
+
+// startingDeadline is the starting deadline the replicas give the jobs of the
+// table: the default of the config package for the backend, read from the
+// table itself so that the checker expects what the replicas do.
+func startingDeadline(backend string) (time.Duration, error) {
+	cfg, err := config.Parse("chaos.yaml", []byte(table(backend, "127.0.0.1:1", "/tmp")))
+	if err != nil {
+		return 0, fmt.Errorf("chaos: parsing the table: %w", err)
+	}
+	d := cfg.Jobs[0].StartingDeadline
+	for _, j := range cfg.Jobs {
+		if j.StartingDeadline != d {
+			return 0, fmt.Errorf("chaos: jobs %s and %s have different starting deadlines", cfg.Jobs[0].Name, j.Name)
+		}
+	}
+	return d, nil
 }
 
 // hold is how long the server keeps the key of a replica that stopped
