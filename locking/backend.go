@@ -159,6 +159,19 @@ type ClaimResult struct {
 	Err   error
 }
 
+// SessionRenewer is implemented by backends whose Renew answers from a session
+// that the backend keeps alive on its own (etcd's lease keep-alives, ZooKeeper's
+// session), with at most one short round trip. When a lease's local deadline
+// comes before its watchdog renewed it (the process was paused, or its timers
+// ran late), the lease renews once more through such a backend before it
+// declares itself lost: the session may have been kept alive meanwhile, and the
+// grant's Since then says until when the server keeps the key. A lease on any
+// other backend is lost at its deadline.
+type SessionRenewer interface {
+	// RenewsFromSession reports whether Renew answers from a session.
+	RenewsFromSession() bool
+}
+
 // ServerClock is implemented by backends that can read their server's clock
 // (Redis TIME, ZooKeeper's modification time of a node). Locker.ClockOffset
 // uses it to estimate how far this process's clock is from the backend's.

@@ -127,10 +127,44 @@ func (ls *Lease) Check() error {
 		return err
 	}
 	if now := ls.l.opts.clock.Now(); !now.Before(deadline) {
+		// A renewal in flight holds opMu; it will either move the deadline
+		// or find the lease lost itself, but Check answers now.
+		if ls.fromSession() && ls.opMu.TryLock() {
+			err := ls.renewLocked(ls.wctx)
+			ls.opMu.Unlock()
+			return err
+		}
 		ls.lose(fmt.Errorf("%w: %s: local deadline passed without renewal", ErrLost, ls.key))
 		return ls.Err()
 	}
 	return nil
+}
+
+// checkLocked is Check for callers that hold opMu: past the local deadline it
+// renews from the session itself where the backend can.
+func (ls *Lease) checkLocked(ctx context.Context) error {
+	ls.mu.Lock()
+	err, deadline := ls.err, ls.deadline
+	ls.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !ls.l.opts.clock.Now().Before(deadline) {
+		return ls.renewLocked(ctx)
+	}
+	return nil
+}
+
+// fromSession reports whether the backend renews from a session it keeps alive.
+func (ls *Lease) fromSession() bool {
+	sr, ok := ls.l.b.(SessionRenewer)
+	return ok && sr.RenewsFromSession()
+}
+
+// lateRenewBudget bounds how long a renewal past the local deadline may take
+// (on a backend that renews from its session, that is at most a probe).
+func (ls *Lease) lateRenewBudget() time.Duration {
+	return min(ls.l.Margin(ls.ttl)/2, 250*time.Millisecond)
 }
 
 // Renew renews the lease now. The watchdog does this on its own; Renew is for
@@ -205,7 +239,7 @@ func (ls *Lease) finish(ctx context.Context, op string, do func(context.Context,
 	backoff := 20 * time.Millisecond
 	for {
 		ls.opMu.Lock()
-		if err := ls.Check(); err != nil {
+		if err := ls.checkLocked(ctx); err != nil {
 			ls.opMu.Unlock()
 			if errors.Is(err, ErrReleased) {
 				return fmt.Errorf("%w: %s %s: lease already ended", ErrNotHeld, op, ls.key)
@@ -247,24 +281,48 @@ func (ls *Lease) finish(ctx context.Context, op string, do func(context.Context,
 func (ls *Lease) renew(ctx context.Context) error {
 	ls.opMu.Lock()
 	defer ls.opMu.Unlock()
-	if err := ls.Check(); err != nil {
-		return err
-	}
+	return ls.renewLocked(ctx)
+}
+
+// renewLocked renews the grant; the caller holds opMu. Past the local deadline
+// only a backend that renews from its session may still renew (once, within
+// lateRenewBudget), and only a renewal whose new deadline is still ahead keeps
+// the lease.
+func (ls *Lease) renewLocked(ctx context.Context) error {
 	ls.mu.Lock()
-	g, deadline := ls.grant, ls.deadline
+	g, deadline, lerr := ls.grant, ls.deadline, ls.err
 	ls.mu.Unlock()
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
+	if lerr != nil {
+		return lerr
+	}
 	sent := ls.l.opts.clock.Now()
+	late := !sent.Before(deadline)
+	if late && !ls.fromSession() {
+		ls.lose(fmt.Errorf("%w: %s: local deadline passed without renewal", ErrLost, ls.key))
+		return ls.Err()
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	if late {
+		rctx, cancel = context.WithTimeout(ctx, ls.lateRenewBudget())
+	}
+	defer cancel()
 	ng, err := ls.l.b.Renew(rctx, g, ls.ttl)
 	if err != nil {
-		if errors.Is(err, ErrNotHeld) || errors.Is(err, ErrLost) {
-			ls.lose(fmt.Errorf("%w: %s: renewal refused: %w", ErrLost, ls.key, err))
+		if late || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrLost) {
+			why := "renewal refused"
+			if late {
+				why = "local deadline passed; renewal failed"
+			}
+			ls.lose(fmt.Errorf("%w: %s: %s: %w", ErrLost, ls.key, why, err))
 			return ls.Err()
 		}
 		return err
 	}
 	nd := ls.l.deadline(ng, sent, ls.ttl)
+	if late && !ls.l.opts.clock.Now().Before(nd) {
+		ls.lose(fmt.Errorf("%w: %s: local deadline passed without renewal (the session was not kept alive either)", ErrLost, ls.key))
+		return ls.Err()
+	}
 	ls.mu.Lock()
 	if ls.err == nil {
 		ng.Lost = g.Lost
@@ -274,6 +332,10 @@ func (ls *Lease) renew(ctx context.Context) error {
 		}
 	}
 	ls.mu.Unlock()
+	if late {
+		ls.log.Info("lease renewed from its session after its local deadline passed (was the process paused?)",
+			zap.Time("deadline", nd))
+	}
 	return nil
 }
 

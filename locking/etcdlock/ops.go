@@ -175,6 +175,11 @@ func (b *Backend) resolveClaim(ctx context.Context, s *session, key locking.Key,
 	return locking.Grant{}, b.fail(ctx, op, key.String(), cause)
 }
 
+// RenewsFromSession implements locking.SessionRenewer: Renew answers from the
+// etcd lease the backend keeps alive with keep-alives, so a lease may renew through it after its local
+// deadline, and keeps the key if the session was kept alive meanwhile.
+func (b *Backend) RenewsFromSession() bool { return true }
+
 // Renew implements locking.Backend without a round trip: it checks that g is
 // still held through the session it was made on and returns the session's
 // validity (see the package documentation). It returns ErrUnavailable while the

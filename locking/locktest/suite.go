@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 		{"Expiry/RenewAfterLoss", testRenewAfterLoss},
 		{"Watchdog/KeepsAlive", testWatchdogKeepsAlive},
 		{"Watchdog/SurvivesHiccup", testHiccup},
+		{"Watchdog/LateCheck", testLateCheck},
 		{"Complete/ThenDone", testCompleteThenDone},
 		{"Complete/Repeat", testCompleteRepeat},
 		{"Release/LetsOtherWin", testReleaseLetsOtherWin},
@@ -581,6 +582,91 @@ func testHiccup(t *testing.T, s *suite) {
 	if err := lease.Release(ctx); err != nil {
 		t.Fatalf("release: %v", err)
 	}
+}
+
+// testLateCheck stalls a lease's watchdog past its local deadline, as a paused
+// process would, and checks the lease then: on a backend that renews from a
+// session kept alive meanwhile (locking.SessionRenewer) it renews and stays
+// held, with a deadline ahead; on any other it is lost.
+func testLateCheck(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	key := locking.Key{Scope: s.scope(t), Name: "k"}
+	b := s.backend(t)
+	c := &stallClock{}
+	l, err := locking.New(b, locking.WithLogger(zaptest.NewLogger(t)), locking.WithPollInterval(20*time.Millisecond), locking.WithClock(c))
+	if err != nil {
+		t.Fatalf("locking.New: %v", err)
+	}
+	lease, err := l.Claim(ctx, key, s.ttl)
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	c.stall()
+	defer c.resume()
+	time.Sleep(time.Until(lease.Deadline()) + 100*time.Millisecond)
+	sr, ok := b.(locking.SessionRenewer)
+	fromSession := ok && sr.RenewsFromSession()
+	err = lease.Check()
+	if !fromSession {
+		if !errors.Is(err, locking.ErrLost) {
+			t.Fatalf("Check past the deadline = %v, want ErrLost", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Check past the deadline, session alive: %v", err)
+	}
+	if !lease.Deadline().After(time.Now()) {
+		t.Errorf("deadline %v not moved ahead", lease.Deadline())
+	}
+	c.resume()
+	time.Sleep(s.ttl)
+	if err := lease.Check(); err != nil {
+		t.Fatalf("after the watchdog resumed: %v", err)
+	}
+	if _, err := l.Claim(ctx, key, s.ttl); !errors.Is(err, locking.ErrHeld) {
+		t.Errorf("another claim: got %v, want ErrHeld", err)
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+}
+
+// stallClock is the system clock whose AfterFunc callbacks can be held back,
+// as if the process were paused, while time goes on.
+type stallClock struct {
+	locking.SystemClock
+	mu      sync.Mutex
+	stalled chan struct{} // closed on resume; nil while running
+}
+
+func (c *stallClock) stall() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stalled == nil {
+		c.stalled = make(chan struct{})
+	}
+}
+
+func (c *stallClock) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stalled != nil {
+		close(c.stalled)
+		c.stalled = nil
+	}
+}
+
+func (c *stallClock) AfterFunc(d time.Duration, f func()) locking.Timer {
+	return c.SystemClock.AfterFunc(d, func() {
+		c.mu.Lock()
+		ch := c.stalled
+		c.mu.Unlock()
+		if ch != nil {
+			<-ch
+		}
+		f()
+	})
 }
 
 func testCompleteThenDone(t *testing.T, s *suite) {

@@ -270,6 +270,11 @@ func (b *Backend) expired(ctimeMS, retentionMS int64) bool {
 	return !b.clock.Now().Before(time.UnixMilli(ctimeMS + retentionMS + 1))
 }
 
+// RenewsFromSession implements locking.SessionRenewer: Renew answers from the
+// ZooKeeper session (at most one probe), so a lease may renew through it after its local
+// deadline, and keeps the key if the session was kept alive meanwhile.
+func (b *Backend) RenewsFromSession() bool { return true }
+
 // Renew implements locking.Backend without a round trip: the grant lives as long
 // as the session and the backend's own ttl, so it is answered from the session's
 // last confirmed server contact (see the package documentation). One shared probe
