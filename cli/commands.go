@@ -150,6 +150,7 @@ Examples:
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about it at exit
+	defer routeRedisLog(log)()
 	cfg, err := load(*path, o)
 	if err != nil {
 		return err
