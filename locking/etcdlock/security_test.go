@@ -104,7 +104,8 @@ func TestTLSWithAuthentication(t *testing.T) {
 		etcdlock.WithNamespace(ns), etcdlock.WithTLSConfig(tc), etcdlock.WithAuth("oncecron", "wrong"))
 }
 
-// useBackend claims, renews through the Locker's watchdog, and completes a key.
+// useBackend claims, renews, waits for (a watch) and completes a key: every
+// kind of request the backend makes.
 func useBackend(t *testing.T, b *etcdlock.Backend) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -116,6 +117,24 @@ func useBackend(t *testing.T, b *etcdlock.Backend) {
 	}
 	if err := lease.Renew(ctx); err != nil {
 		t.Errorf("renew: %v", err)
+	}
+	// Acquire of a held key queues and watches its predecessor.
+	wkey := locking.Key{Scope: "secure", Name: "w"}
+	holder, err := l.Claim(ctx, wkey, ttl)
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	acquired := make(chan error, 1)
+	go func() {
+		w, err := l.Acquire(ctx, wkey, ttl)
+		if err == nil {
+			err = w.Release(ctx)
+		}
+		acquired <- err
+	}()
+	time.AfterFunc(100*time.Millisecond, func() { _ = holder.Release(ctx) })
+	if err := <-acquired; err != nil {
+		t.Errorf("acquire: %v", err)
 	}
 	if err := lease.Complete(ctx, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Minute); err != nil {
 		t.Errorf("complete: %v", err)
