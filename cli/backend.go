@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -58,7 +60,11 @@ func OpenBackend(ctx context.Context, cfg *config.Config, log *zap.Logger) (lock
 		// forever.
 		if err := b.Client().Ping(ctx).Err(); err != nil {
 			_ = b.Close()
-			return nil, fmt.Errorf("redislock: ping %s: %w: %w", strings.Join(addrs, ", "), locking.ErrUnavailable, err)
+			hint := ""
+			if r.TLS == nil && errors.Is(err, io.EOF) {
+				hint = " (the server closed the connection: does it expect TLS? see backend.redis.tls)"
+			}
+			return nil, fmt.Errorf("redislock: ping %s: %w: %w%s", strings.Join(addrs, ", "), locking.ErrUnavailable, err, hint)
 		}
 		return b, nil
 	case config.BackendEtcd:

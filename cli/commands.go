@@ -150,6 +150,7 @@ Examples:
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about it at exit
+	defer routeRedisLog(log)()
 	cfg, err := load(*path, o)
 	if err != nil {
 		return err
@@ -324,5 +325,5 @@ func newLogger(format, level string, o Options) (*zap.Logger, error) {
 	default:
 		return nil, usagef("--log-format %q: want json or console", format)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(o.Stderr), lvl)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(o.Stderr)), lvl)), nil
 }

@@ -178,12 +178,15 @@ func jobNames(cfg *config.Config, named []string) ([]string, error) {
 	return named, nil
 }
 
-// openLocker connects to the table's backend.
+// openLocker connects to the table's backend; go-redis logs to log until the
+// returned function closes it.
 func openLocker(ctx context.Context, cfg *config.Config, log *zap.Logger) (*locking.Locker, func(), error) {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	restore := routeRedisLog(log)
 	b, err := OpenBackend(octx, cfg, log)
 	if err != nil {
+		restore()
 		return nil, nil, fmt.Errorf("%s: backend %s: %w", cfg.File, cfg.Backend.Type, err)
 	}
 	if cfg.Backend.Type == config.BackendMemory {
@@ -193,7 +196,8 @@ func openLocker(ctx context.Context, cfg *config.Config, log *zap.Logger) (*lock
 		locking.WithPollInterval(min(time.Second, cfg.Lock.TTL/3)))
 	if err != nil {
 		_ = b.Close()
+		restore()
 		return nil, nil, err
 	}
-	return l, func() { _ = b.Close() }, nil
+	return l, func() { _ = b.Close(); restore() }, nil
 }

@@ -344,6 +344,9 @@ func TestErrors(t *testing.T) {
 			"t.yaml:3: backend.zookeeper.session_timeout: must be at least 1s, got 100ms",
 			"t.yaml:3: backend.zookeeper.username: digest auth needs both username and password",
 		}},
+		{"etcd password without username", lines("backend:", "  type: etcd", "  etcd: {endpoints: [a], password: p}", "jobs: []"), []string{
+			"t.yaml:3: backend.etcd.username: password authentication needs both username and password",
+		}},
 		{"unused backend sections are not required", lines("backend: {type: memory, etcd: {}, zookeeper: {}}", "jobs: []"), nil},
 		{"lock", lines(
 			"backend: {type: memory}",
@@ -893,5 +896,59 @@ func TestStartingDeadlineCoversZooKeeperSessions(t *testing.T) {
 	// A dead runner's claim lives until its session expires: 2 x 6s + 3s.
 	if got := c.Jobs[0].StartingDeadline; got != 15*time.Second {
 		t.Errorf("default starting deadline %v, want 15s", got)
+	}
+}
+
+// intChecker's functions take an integer argument n.
+type intChecker struct{}
+
+func (intChecker) CheckFunc(_ string, args *yaml.Node) error {
+	var a struct {
+		N int `yaml:"n"`
+	}
+	return args.Decode(&a)
+}
+
+// TestErrorsNeverShowEnvValues: a value read from the environment may be a
+// secret, so error messages show the ${VAR} reference in its place, also when
+// the secret sits in a field that quotes bad values (db, durations,
+// addresses, zones, plugin arguments); short values are replaced only where
+// they are quoted whole, so that other messages stay intact.
+func TestErrorsNeverShowEnvValues(t *testing.T) {
+	const long, short = "hunter2-long-secret", "ab1"
+	envs := map[string]string{"PW": long, "SHORT": short, "ONE": "1"}
+	lookup := func(k string) (string, bool) { v, ok := envs[k]; return v, ok }
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"integer", "backend: {type: redis, redis: {addr: 'a:1', password: '${PW}', db: '${PW}'}}\njobs: []\n",
+			`t.yaml:1: backend.redis.db: expected an integer, got "${PW}"`},
+		{"short integer", "backend: {type: redis, redis: {addr: 'a:1', db: '${SHORT}'}}\njobs: []\n",
+			`t.yaml:1: backend.redis.db: expected an integer, got "${SHORT}"`},
+		{"duration", "backend: {type: memory}\nlock: {ttl: '${PW}'}\njobs: []\n",
+			`t.yaml:2: lock.ttl: invalid duration "${PW}" (write e.g. 500ms, 10s, 5m or 1h30m)`},
+		{"address", "backend: {type: memory}\nadmin: {listen: 'x${PW}'}\njobs: []\n",
+			`t.yaml:2: admin.listen: invalid address "x${PW}": want host:port, e.g. 127.0.0.1:9090`},
+		{"zone", "backend: {type: memory}\njobs:\n  - {name: a, schedule: '@daily', command: [x], timezone: '${PW}'}\n",
+			`t.yaml:3: jobs[0].timezone: unknown time zone "${PW}"`},
+		{"plugin argument", "backend: {type: memory}\njobs:\n  - {name: a, schedule: '@daily', func: f, args: {n: '${SHORT}'}}\n",
+			"${SHORT}"},
+		{"short value elsewhere", "backend: {type: memory}\njobs:\n  - {name: a, schedule: '1 2', command: [x], retries: '${ONE}'}\n",
+			`t.yaml:3: jobs[0].schedule: expected 5 or 6 fields, got 2`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(tc.src), WithLookupEnv(lookup), WithHostname(hostname), WithFuncChecker(intChecker{}))
+			if err == nil {
+				t.Fatal("Parse succeeded")
+			}
+			msg := err.Error()
+			t.Logf("error:\n%s", msg)
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error:\n%s\nwant it to contain %q", msg, tc.want)
+			}
+			if strings.Contains(msg, long) || strings.Contains(msg, short) {
+				t.Errorf("error shows a value of the environment:\n%s", msg)
+			}
+		})
 	}
 }

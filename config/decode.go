@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -35,19 +36,67 @@ func Parse(name string, data []byte, opts ...Option) (*Config, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	d := &decoder{file: name, opts: o}
+	d := &decoder{file: name, opts: o, read: map[string]string{}}
 	cfg := d.decodeFile(data)
 	if len(d.errs) > 0 {
+		d.redact()
 		sortErrors(d.errs)
 		return nil, &Error{Errors: d.errs}
 	}
 	return cfg, nil
 }
 
+// minBareSecret is the length from which a value read from the environment is
+// also redacted where it appears unquoted in an error message; shorter values
+// are redacted only as whole quoted strings ("v" or `v`), so that a variable set to "1" does
+// not rewrite every "1" of the messages.
+const minBareSecret = 6
+
+// redact replaces in every error message the values read from the environment
+// with the references that produced them: a value may be a secret, and a
+// secret put in the wrong field (db: ${REDIS_PASSWORD}) must not be echoed by
+// "expected an integer, got ...". Longer values go first, so that a value that
+// contains another is replaced whole.
+func (d *decoder) redact() {
+	names := make([]string, 0, len(d.read))
+	for name, v := range d.read {
+		if v != "" {
+			names = append(names, name)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if a, b := len(d.read[names[i]]), len(d.read[names[j]]); a != b {
+			return a > b
+		}
+		return names[i] < names[j]
+	})
+	for _, fe := range d.errs {
+		for _, name := range names {
+			v, ref := d.read[name], "${"+name+"}"
+			fe.Msg = strings.ReplaceAll(fe.Msg, strconv.Quote(v), strconv.Quote(ref))
+			fe.Msg = strings.ReplaceAll(fe.Msg, "`"+v+"`", "`"+ref+"`") // as yaml.v3 quotes
+			if len(v) >= minBareSecret {
+				fe.Msg = strings.ReplaceAll(fe.Msg, v, ref)
+			}
+		}
+	}
+}
+
+// lookupEnv reads an environment variable for ${VAR}, noting its value for
+// redact.
+func (d *decoder) lookupEnv(name string) (string, bool) {
+	v, ok := d.opts.lookupEnv(name)
+	if ok {
+		d.read[name] = v
+	}
+	return v, ok
+}
+
 type decoder struct {
 	file string
 	opts options
 	errs []*FieldError
+	read map[string]string // the environment variables read, for redact
 }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -326,7 +375,7 @@ func (d *decoder) scalarNode(n *yaml.Node, field string) (string, bool) {
 		d.errorf(n, field, "expected a single value, got %s", kindName(n))
 		return "", false
 	}
-	v, err := expand(r.Value, d.opts.lookupEnv)
+	v, err := expand(r.Value, d.lookupEnv)
 	if err != nil {
 		d.errorf(n, field, "%v", err)
 		return "", false
@@ -570,6 +619,9 @@ func (d *decoder) backend(top *obj, b *Backend) {
 		}
 		if b.Etcd.DialTimeout == 0 {
 			e.errorf("dial_timeout", "must be positive")
+		}
+		if (b.Etcd.Username == "") != (b.Etcd.Password == "") {
+			e.errorf("username", "password authentication needs both username and password")
 		}
 	case BackendZookeeper:
 		zk := b.Zookeeper
@@ -934,7 +986,7 @@ func (d *decoder) copyNode(n *yaml.Node, field string, expandVars bool, depth in
 		if !expandVars {
 			return &c, true
 		}
-		v, err := expand(n.Value, d.opts.lookupEnv)
+		v, err := expand(n.Value, d.lookupEnv)
 		if err != nil {
 			d.errorf(n, field, "%v", err)
 			return nil, false

@@ -12,7 +12,7 @@
 //	    password: "${REDIS_PASSWORD}"
 //	    db: 0
 //	    tls: {ca_file: "", cert_file: "", key_file: "", server_name: "", insecure_skip_verify: false}
-//	  etcd:      {endpoints: ["127.0.0.1:2379"], username: "", password: "", dial_timeout: 5s, tls: {...}}
+//	  etcd:      {endpoints: ["127.0.0.1:2379"], username: "", password: "", dial_timeout: 5s, tls: {...}}  # username and password together
 //	  zookeeper: {servers: ["127.0.0.1:2181"], session_timeout: 10s, username: "", password: ""}
 //	lock:
 //	  ttl: 10s                      # >= 1s; renewed every ttl/3
@@ -58,7 +58,9 @@
 // In every scalar value (not in keys), ${VAR} is replaced by the
 // environment variable VAR and ${VAR:-default} by VAR or, when VAR is
 // unset or empty, by default. A ${VAR} whose variable is unset is an
-// error, so that a missing secret never silently becomes empty. "$$" is a
+// error, so that a missing secret never silently becomes empty. Error
+// messages never show a value read from the environment: where one would
+// appear, its ${VAR} reference does instead. "$$" is a
 // literal "$". Any other "$", as in "$HOME" inside a shell command, is
 // kept as written. In flow style ({...}) a value holding ${...} must be
 // quoted. In args, an unquoted value is typed after expansion, as YAML

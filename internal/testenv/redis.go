@@ -1,8 +1,13 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"testing"
+	"time"
 )
 
 // RedisOptions configures a private Redis server.
@@ -11,6 +16,12 @@ type RedisOptions struct {
 	// []string{"--maxmemory", "10mb"}. They come last, so they win over
 	// the defaults.
 	Args []string
+	// TLS, if set, makes the server accept clients over TLS only (its
+	// plain port is off), with Certs' server certificate.
+	TLS *Certs
+	// ClientCertAuth, with TLS, refuses clients without a certificate
+	// signed by TLS's authority (redis-server's tls-auth-clients).
+	ClientCertAuth bool
 }
 
 // StartRedis starts a private Redis server, from $ONCECRON_TEST_REDIS_SERVER,
@@ -20,13 +31,50 @@ func StartRedis(t testing.TB, opts RedisOptions) *Server {
 	t.Helper()
 	bin := mustEnv(t, EnvRedisServer)
 	argv := func(dir string, ports []int) []string {
-		return append([]string{bin,
-			"--bind", "127.0.0.1", "--port", fmt.Sprint(ports[0]), "--dir", dir,
+		port := []string{"--port", fmt.Sprint(ports[0])}
+		if c := opts.TLS; c != nil {
+			auth := "no"
+			if opts.ClientCertAuth {
+				auth = "yes"
+			}
+			port = []string{"--port", "0", "--tls-port", fmt.Sprint(ports[0]),
+				"--tls-cert-file", c.ServerCertFile, "--tls-key-file", c.ServerKeyFile,
+				"--tls-ca-cert-file", c.CAFile, "--tls-auth-clients", auth}
+		}
+		a := append([]string{bin, "--bind", "127.0.0.1"}, port...)
+		a = append(a, "--dir", dir,
 			"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-			"--daemonize", "no",
-		}, opts.Args...)
+			"--daemonize", "no")
+		return append(a, opts.Args...)
 	}
 	return newServer(t, "redis", 1, argv, func(s *Server, _ *run) bool {
+		if opts.TLS != nil {
+			return askTLS(s.addr, opts.TLS, "PING\r\n", "+PONG")
+		}
 		return ask(s.addr, "PING\r\n", "+PONG")
 	})
+}
+
+// askTLS is ask over TLS, presenting the client certificate of c.
+func askTLS(addr string, c *Certs, req, want string) bool {
+	cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
+	if err != nil {
+		return false
+	}
+	d := &net.Dialer{Timeout: time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{
+		InsecureSkipVerify: true, //nolint:gosec // a readiness probe of our own server
+		Certificates:       []tls.Certificate{cert},
+	})
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		return false
+	}
+	buf := make([]byte, 512)
+	n, _ := io.ReadAtLeast(conn, buf, len(want))
+	return strings.Contains(string(buf[:n]), want)
 }

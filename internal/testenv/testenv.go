@@ -10,6 +10,11 @@
 // StartRedis, StartEtcd or StartZooKeeper, which runs the programs named by
 // the same scripts. A Proxy between a client and a server injects network
 // faults.
+//
+// For the security tests, NewCerts makes a throwaway certificate authority
+// with server and client certificates; StartRedis (RedisOptions.TLS) and
+// StartEtcdWith (EtcdOptions.TLS) serve TLS with them, optionally requiring
+// client certificates, and EnableEtcdAuth turns on etcd's authentication.
 package testenv
 
 import (

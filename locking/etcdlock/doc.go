@@ -90,6 +90,20 @@
 // AddRecord. History is bounded by that time, not by a count. Records come back
 // newest first by the revision that wrote them.
 //
+// # Authentication and TLS
+//
+// WithAuth logs in with a user name and password; the user needs read and write
+// permission on the keys under "/<ns>/" only (a role with that prefix's range)
+// and nothing else: leases need no permission. WithTLS or WithTLSConfig turn TLS
+// on, with a client certificate for clusters that require one. New checks both
+// with its first request and fails at once with an error wrapping
+// locking.ErrInvalid for a wrong password, an unknown user, missing credentials
+// or a namespace the user may not use, naming the endpoints and the user. When
+// the cluster does not answer (locking.ErrUnavailable), New connects to each
+// endpoint itself to say why: the connection was refused, the TLS handshake
+// failed (unknown authority), the server refused the client certificate, or the
+// server expects TLS where the client spoke plain text (or the reverse).
+//
 // # Close
 //
 // Close stops the keep-alives and closes every grant's Lost channel. Sessions

@@ -6,9 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -261,7 +264,7 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Backend, err
 		Logger:               o.logger.Named("etcd-client"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcdlock: connect %v: %w", eps, classify(ctx, err))
+		return nil, connectError(ctx, eps, &o, tlsCfg, err)
 	}
 	b := newBackend(cli, true, o)
 	cctx, cancel := context.WithTimeout(ctx, dial)
@@ -269,9 +272,151 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Backend, err
 	// One linearizable read: proves a reachable quorum and read permission.
 	if _, err := cli.Get(cctx, b.prefix, clientv3.WithCountOnly()); err != nil {
 		_ = b.Close()
-		return nil, fmt.Errorf("etcdlock: connect %v: %w", eps, classify(ctx, err))
+		return nil, connectError(ctx, eps, &o, tlsCfg, err)
 	}
 	return b, nil
+}
+
+// connectError explains why New could not connect: it names the endpoints and
+// the user, says what an authentication refusal means, and for a cluster that
+// did not answer adds what a direct connection to each endpoint finds. The etcd
+// client reports a failed TLS handshake (no client certificate, an unknown
+// authority) only as a timeout; the probe shows the cause.
+func connectError(ctx context.Context, eps []string, o *options, tlsCfg *tls.Config, err error) error {
+	who := ""
+	if o.username != "" {
+		who = fmt.Sprintf(" as user %q", o.username)
+	}
+	err = classify(ctx, err)
+	hint := ""
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		hint = ": wrong user name or password"
+	case errors.Is(err, rpctypes.ErrUserEmpty):
+		hint = ": the cluster has authentication on and no user name and password were given"
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		hint = fmt.Sprintf(": the user may not read and write the keys under /%s/", o.namespace)
+	case errors.Is(err, locking.ErrUnavailable):
+		if perr := probe(ctx, eps, tlsCfg); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
+	return fmt.Errorf("etcdlock: connect %v%s%s: %w", eps, who, hint, err)
+}
+
+// probeTimeout bounds probe.
+const probeTimeout = time.Second
+
+// probe connects to each endpoint as the etcd client would, with TLS where the
+// client uses it, and returns what failed: the TCP connection, the TLS
+// handshake, or the server's refusal of the client certificate, which a TLS 1.3
+// server sends just after the handshake. It returns nil when every endpoint
+// accepts a connection.
+func probe(ctx context.Context, eps []string, tlsCfg *tls.Config) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeTimeout)
+	defer cancel()
+	var errs []error
+	for _, ep := range eps {
+		host, secure, ok := endpointTarget(ep, tlsCfg != nil)
+		if !ok {
+			continue
+		}
+		if err := probeOne(ctx, host, secure, tlsCfg); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", ep, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// endpointTarget returns the host:port of an endpoint and whether the etcd
+// client uses TLS for it (as clientv3 decides: always for https://, never for
+// http://, when a TLS configuration is given for a bare host:port); ok is false
+// for endpoints probe does not dial (unix sockets).
+func endpointTarget(ep string, haveTLS bool) (host string, secure, ok bool) {
+	scheme, rest, found := strings.Cut(ep, "://")
+	if !found {
+		if strings.HasPrefix(ep, "unix") {
+			return "", false, false
+		}
+		return ep, haveTLS, true
+	}
+	switch scheme {
+	case "https":
+		return rest, true, true
+	case "http":
+		return rest, false, true
+	}
+	return "", false, false
+}
+
+func probeOne(ctx context.Context, host string, secure bool, tlsCfg *tls.Config) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if !secure {
+		return probePlain(ctx, conn)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if tlsCfg != nil {
+		cfg = tlsCfg.Clone()
+	}
+	if cfg.ServerName == "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			cfg.ServerName = h
+		}
+	}
+	cfg.NextProtos = []string{"h2"}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return fmt.Errorf("TLS handshake: %w: %w", errClosedOnTLS, err)
+		}
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	// A server that accepts the client waits for it to speak: the read times out.
+	_ = tc.SetReadDeadline(time.Now().Add(probeTimeout / 4))
+	_, err = tc.Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return fmt.Errorf("after the TLS handshake: %w", err)
+}
+
+// errClosedOnTLS is probe's finding for a server that hangs up on a TLS
+// handshake, as a plain-text etcd does.
+var errClosedOnTLS = errors.New("the server closed the connection: does it serve plain text?")
+
+// errExpectsTLS is probe's finding for a server that does not answer gRPC in
+// plain text.
+var errExpectsTLS = errors.New("the server does not answer in plain text: does it expect TLS?")
+
+// probePlain opens an HTTP/2 connection in plain text, as the etcd client does
+// without TLS: an etcd that serves plain gRPC answers with its own settings;
+// one that expects TLS closes the connection or answers with a TLS alert.
+func probePlain(ctx context.Context, conn net.Conn) error {
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	// The client preface and an empty SETTINGS frame (RFC 9113, section 3.4).
+	preface := "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+	if _, err := io.WriteString(conn, preface); err != nil {
+		return nil // nothing learned
+	}
+	var hdr [9]byte
+	_, err := io.ReadFull(conn, hdr[:])
+	var ne net.Error
+	switch {
+	case err == nil && hdr[3] == 0x4: // a SETTINGS frame: HTTP/2 spoken here
+		return nil
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return errExpectsTLS
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil
+	}
+	return err
 }
 
 // NewFromClient returns a Backend on an existing client, which the caller keeps

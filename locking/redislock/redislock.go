@@ -85,7 +85,8 @@ func New(c redis.UniversalClient, opts Options) (*Backend, error) {
 // Config says how Dial reaches Redis.
 type Config struct {
 	// Addrs is one address for a standalone server, several for Cluster, or the
-	// Sentinels' addresses with MasterName. "redis://" prefixes are accepted.
+	// Sentinels' addresses with MasterName. "redis://" prefixes are accepted;
+	// "rediss://" turns TLS on (with the system roots when TLS is nil).
 	Addrs []string
 	// MasterName selects Sentinel mode.
 	MasterName string
@@ -110,7 +111,13 @@ func Dial(cfg Config) (*Backend, error) {
 	}
 	addrs := make([]string, len(cfg.Addrs))
 	for i, a := range cfg.Addrs {
-		a = strings.TrimPrefix(strings.TrimPrefix(a, "redis://"), "rediss://")
+		if rest, ok := strings.CutPrefix(a, "rediss://"); ok {
+			a = rest
+			if cfg.TLS == nil {
+				cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+		}
+		a = strings.TrimPrefix(a, "redis://")
 		if a == "" {
 			return nil, fmt.Errorf("redislock: %w: empty address", locking.ErrInvalid)
 		}

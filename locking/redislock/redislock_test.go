@@ -3,8 +3,11 @@ package redislock_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -182,4 +185,77 @@ func TestAuthentication(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTLS runs against a Redis that serves TLS only: a client that trusts its
+// authority works, also with a client certificate where the server requires
+// one, and a rediss:// address turns TLS on by itself; a client that trusts
+// another authority, has no certificate where one is required, or speaks plain
+// text fails within its dial timeout with ErrUnavailable and the cause.
+func TestTLS(t *testing.T) {
+	certs := testenv.NewCerts(t)
+	other := testenv.NewCerts(t)
+	open := testenv.StartRedis(t, testenv.RedisOptions{TLS: certs})
+	mutual := testenv.StartRedis(t, testenv.RedisOptions{TLS: certs, ClientCertAuth: true})
+	key := locking.Key{Scope: "tls", Name: "k"}
+	for _, tc := range []struct {
+		name    string
+		addr    string
+		tls     *tls.Config
+		wantErr string // "" for success
+	}{
+		{"trusted server", open.Addr(), tlsConfig(t, certs.CAFile, nil), ""},
+		{"client certificate", mutual.Addr(), tlsConfig(t, certs.CAFile, certs), ""},
+		{"rediss:// with the system roots", "rediss://" + open.Addr(), nil, "certificate signed by unknown authority"},
+		{"server of another authority", open.Addr(), tlsConfig(t, other.CAFile, nil), "certificate signed by unknown authority"},
+		{"no client certificate", mutual.Addr(), tlsConfig(t, certs.CAFile, nil), "certificate required"},
+		{"client certificate of another authority", mutual.Addr(), tlsConfig(t, certs.CAFile, other), "unknown certificate authority"},
+		{"plain text", open.Addr(), nil, "EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := redislock.Dial(redislock.Config{Addrs: []string{tc.addr}, TLS: tc.tls, DialTimeout: time.Second,
+				Options: redislock.Options{Namespace: namespace()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			g, err := b.Claim(ctx, key, locking.NewOwner(), time.Second)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("claim: %v", err)
+				}
+				_ = b.Release(ctx, g)
+				return
+			}
+			t.Logf("claim: %v", err)
+			if !errors.Is(err, locking.ErrUnavailable) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("claim: got %v, want ErrUnavailable saying %s", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// tlsConfig trusts the authority in caFile and presents the client
+// certificate of client, if not nil.
+func tlsConfig(t *testing.T, caFile string, client *testenv.Certs) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", caFile)
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if client != nil {
+		cert, err := tls.LoadX509KeyPair(client.ClientCertFile, client.ClientKeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc
 }

@@ -109,4 +109,12 @@
 // With WithDigestAuth every node oncecron creates gets the ACL "digest user: all,
 // world: read", so other identities can read but not change or delete them.
 // Without it nodes are open to everyone (world: all).
+//
+// ZooKeeper accepts any digest credentials when a session presents them; wrong
+// ones show only when a node refuses a request (NoAuth). So New reads the ACL of
+// the namespace's root node and fails with an *ACLError (wrapping
+// locking.ErrInvalid) when it would refuse this session: a wrong password, no
+// credentials for nodes made with some, or another identity's nodes. A NoAuth
+// refusal later, on a node below the root, is reported the same way, wrapping
+// zk.ErrNoAuth too. Neither shows a password or its hash.
 package zklock

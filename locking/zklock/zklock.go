@@ -104,6 +104,7 @@ type Backend struct {
 	conn     *zk.Conn
 	root     string
 	acl      []zk.ACL
+	user     string // the digest user, "" without WithDigestAuth
 	clock    locking.Clock
 	log      *zap.Logger
 	maxRecs  int
@@ -173,6 +174,7 @@ func New(ctx context.Context, servers []string, opts ...Option) (*Backend, error
 	b.acl = zk.WorldACL(zk.PermAll)
 	if o.auth {
 		b.acl = append(zk.DigestACL(zk.PermAll, o.user, o.password), zk.WorldACL(zk.PermRead)...)
+		b.user = o.user
 	}
 	copts := list(zk.WithLogger(zkLogger{b}), zk.WithLogInfo(true))
 	if o.dialer != nil {
@@ -258,6 +260,11 @@ func (b *Backend) start(ctx context.Context, o options) error {
 	}
 	if _, ok := b.sessionTimeout(b.conn.SessionID()); !ok {
 		return fmt.Errorf("zklock: connect: %w: negotiated session timeout unknown", locking.ErrUnavailable)
+	}
+	// ZooKeeper takes any digest credentials; a wrong password shows only when
+	// a node refuses it. Fail here rather than on every claim.
+	if err := b.checkRootACL(ctx); err != nil {
+		return b.wrap("connect", "", err)
 	}
 	b.spawn(b.monitor)
 	if o.janitorEvery > 0 {
@@ -521,6 +528,8 @@ func (b *Backend) wrap(op, what string, err error) error {
 		return fmt.Errorf("zklock: %s: %w", op, err)
 	case retryable(err):
 		return fmt.Errorf("zklock: %s: %w: %w", op, locking.ErrUnavailable, err)
+	case errors.Is(err, zk.ErrNoAuth):
+		return fmt.Errorf("zklock: %s: %w", op, &ACLError{Path: b.root, Below: true, User: b.user, Err: err})
 	case errors.Is(err, zk.ErrInvalidPath), errors.Is(err, zk.ErrBadArguments):
 		return fmt.Errorf("zklock: %s: %w: %w", op, locking.ErrInvalid, err)
 	default:

@@ -3,6 +3,11 @@
 // dependencies stay out of the root go.mod.
 //
 //	etcd-test-server --data-dir DIR --client-addr 127.0.0.1:PORT --peer-addr 127.0.0.1:PORT [--name NAME]
+//	    [--cert-file FILE --key-file FILE [--trusted-ca-file FILE] [--client-cert-auth]]
+//
+// With --cert-file and --key-file it serves clients over TLS only (https); with
+// --client-cert-auth too it refuses clients without a certificate signed by
+// the authority in --trusted-ca-file. Peers always use plain http on loopback.
 //
 // It logs to stderr at warn level, prints "ready" on stdout once the member
 // serves clients, and stops cleanly on SIGTERM or SIGINT. Started again over
@@ -27,6 +32,10 @@ func main() {
 	clientAddr := flag.String("client-addr", "127.0.0.1:2379", "host:port to serve clients on")
 	peerAddr := flag.String("peer-addr", "127.0.0.1:2380", "host:port to serve peers on")
 	name := flag.String("name", "oncecron-test", "member name")
+	certFile := flag.String("cert-file", "", "PEM certificate the client port serves; with --key-file, clients must use TLS")
+	keyFile := flag.String("key-file", "", "PEM key of --cert-file")
+	trustedCA := flag.String("trusted-ca-file", "", "PEM authority that signs client certificates (for --client-cert-auth)")
+	clientCertAuth := flag.Bool("client-cert-auth", false, "refuse clients without a certificate signed by --trusted-ca-file")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("etcd-test-server: ")
@@ -34,8 +43,21 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
+	tlsOn := *certFile != "" || *keyFile != ""
+	switch {
+	case tlsOn && (*certFile == "" || *keyFile == ""):
+		log.Fatal("--cert-file and --key-file go together")
+	case (*clientCertAuth || *trustedCA != "") && !tlsOn:
+		log.Fatal("--trusted-ca-file and --client-cert-auth need --cert-file and --key-file")
+	case *clientCertAuth && *trustedCA == "":
+		log.Fatal("--client-cert-auth needs --trusted-ca-file")
+	}
 
-	clientURL := url.URL{Scheme: "http", Host: *clientAddr}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	clientURL := url.URL{Scheme: scheme, Host: *clientAddr}
 	peerURL := url.URL{Scheme: "http", Host: *peerAddr}
 
 	cfg := embed.NewConfig()
@@ -43,6 +65,10 @@ func main() {
 	cfg.Dir = *dataDir
 	cfg.ListenClientUrls = []url.URL{clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
+	cfg.ClientTLSInfo.CertFile = *certFile
+	cfg.ClientTLSInfo.KeyFile = *keyFile
+	cfg.ClientTLSInfo.TrustedCAFile = *trustedCA
+	cfg.ClientTLSInfo.ClientCertAuth = *clientCertAuth
 	cfg.ListenPeerUrls = []url.URL{peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
 	// Ignored by etcd when the data dir already holds a member: a restart
