@@ -126,4 +126,7 @@ func TestCheck(t *testing.T) {
 	if len(rep.Takeovers) != 1 || rep.Takeovers[0] != 3300*time.Millisecond {
 		t.Errorf("takeovers %v, want [3.3s]", rep.Takeovers)
 	}
+	if len(rep.KillTakeovers) != 1 || rep.KillTakeovers[0] != 3300*time.Millisecond {
+		t.Errorf("takeovers after a kill %v, want [3.3s]", rep.KillTakeovers)
+	}
 }
