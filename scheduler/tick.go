@@ -127,7 +127,7 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 			if sleep(ctx, s.o.Clock, backoff) != nil {
 				return
 			}
-			backoff = min(2*backoff, 2*time.Second)
+			backoff = min(2*backoff, time.Second)
 		default:
 			log.Error("claim failed", zap.Error(err))
 			return
@@ -237,7 +237,7 @@ func (s *Scheduler) await(ctx context.Context, j *Job, key locking.Key, deadline
 			if sleep(ctx, s.o.Clock, min(backoff, time.Until(deadline))) != nil {
 				return nil
 			}
-			backoff = min(2*backoff, 2*time.Second)
+			backoff = min(2*backoff, time.Second)
 		default:
 			log.Error("waiting for the tick's runner failed; the tick may be missed", zap.Error(err))
 			return nil

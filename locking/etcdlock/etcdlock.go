@@ -17,9 +17,15 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/oncecron/oncecron/locking"
 )
+
+// reconnectMaxDelay bounds the wait between attempts to reconnect to an
+// endpoint that went away.
+const reconnectMaxDelay = time.Second
 
 // Defaults of a Backend. Each can be changed with an Option.
 const (
@@ -262,6 +268,13 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Backend, err
 		Username:             o.username,
 		Password:             o.password,
 		Logger:               o.logger.Named("etcd-client"),
+		// gRPC backs off reconnecting up to 2 minutes by default; after a
+		// server restart that would keep a replica from taking over ticks
+		// (or freeing a lost claim) long after the server is back.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},
+			MinConnectTimeout: dial,
+		})},
 	})
 	if err != nil {
 		return nil, connectError(ctx, eps, &o, tlsCfg, err)
