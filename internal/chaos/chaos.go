@@ -12,7 +12,7 @@
 //   - starts Options.Replicas replicas (default 3) of `scheduler run`, each
 //     talking to the server through its own loopback TCP proxy, with a table
 //     of program jobs firing every second or two (lock.ttl 3s, zookeeper
-//     session_timeout 6s) that append "start"/"end" lines with the job, the
+//     session_timeout 3s, the TTL) that append "start"/"end" lines with the job, the
 //     tick, the token, the replica, the attempt and the wall time to a file
 //     per replica;
 //   - injects faults one at a time, drawn with math/rand/v2 from Options.Seed:
@@ -62,7 +62,7 @@ var FaultKinds = []string{FaultKill, FaultPauseShort, FaultPauseLong, FaultParti
 // Timing of the system under test.
 const (
 	TTL              = 3 * time.Second // lock.ttl of the table
-	ZKSessionTimeout = 6 * time.Second
+	ZKSessionTimeout = 3 * time.Second // = TTL: a dead runner's session, and so its claim, ends within the TTL
 	shutdownTimeout  = 6 * time.Second
 	warmup           = 4 * time.Second // after the replicas started, before the first checked tick
 	settle           = 9 * time.Second // after the last fault, before the replicas are stopped
@@ -120,10 +120,10 @@ func Build(ctx context.Context, dir string) (string, error) {
 
 // jobSpec is one job of the table the replicas run.
 type jobSpec struct {
-	name     string
-	every    time.Duration
-	sleep    string // how long each run takes
-	overlap  string
+	name    string
+	every   time.Duration
+	sleep   string // how long each run takes
+	overlap string
 }
 
 var jobSpecs = []jobSpec{

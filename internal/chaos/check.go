@@ -66,16 +66,16 @@ type Report struct {
 
 	DupExplained   int
 	DupUnexplained int
-	Misses         int // ticks not handled although a replica was healthy and the backend up
-	Excused        int // ticks not handled that fell outside the healthy windows
-	MissedRecords  int // records with outcome missed, in the checked ticks
-	LostRecords    int // records with outcome lost
-	Incomplete     int // ticks started but never completed (no succeeded/failed/skipped record)
-	Inversions     int // token inversions explained by a pause or cut-off of the late runner
+	Misses         int             // ticks not handled although a replica was healthy and the backend up
+	Excused        int             // ticks not handled that fell outside the healthy windows
+	MissedRecords  int             // records with outcome missed, in the checked ticks
+	LostRecords    int             // records with outcome lost
+	Incomplete     int             // ticks started but never completed (no succeeded/failed/skipped record)
+	Inversions     int             // token inversions explained by a pause or cut-off of the late runner
 	Takeovers      []time.Duration // fault to the tick running again, every kind of fault
 	KillTakeovers  []time.Duration // the same after a kill -9 of the runner (the failover goal: TTL + 1s)
-	NoTakeover     int // in-flight runs hit by a fault whose tick was never run again nor completed
-	LateTakeover   int // the same, where the key was freed too close to the starting deadline to expect one
+	NoTakeover     int             // in-flight runs hit by a fault whose tick was never run again nor completed
+	LateTakeover   int             // the same, where the key was freed too close to the starting deadline to expect one
 
 	Violations []string
 }
