@@ -359,9 +359,9 @@ func (s *Scheduler) finish(lease *locking.Lease, j *Job, fire time.Time, log *za
 		rec.Outcome = locking.OutcomeLost
 		rec.Error = how + ": " + err.Error() + "; run outcome: " + outcome
 		s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: rec.Attempt})
-		if !errors.Is(err, locking.ErrLost) {
-			s.spawn(func() { s.freeLost(s.jobsCtx, lease, fire.Add(j.StartingDeadline)) })
-		}
+		// The lease may have been lost here only (its local deadline passed
+		// while the backend was down): free the claim if it is still ours.
+		s.spawn(func() { s.freeLost(s.jobsCtx, lease, fire.Add(j.StartingDeadline)) })
 		s.recordRun(context.Background(), j, fire, lease, rec)
 		return false
 	}

@@ -115,6 +115,33 @@ func (b *Backend) revokeQuietly(id clientv3.LeaseID) {
 	_, _ = b.cli.Revoke(ctx, id)
 }
 
+// revokeLost revokes the lease of a session given up while the server could not
+// be reached, retrying until the server answers (at most a second apart, for at
+// most max(10 × ttl, 1 min)) or the backend is closed.
+func (b *Backend) revokeLost(id clientv3.LeaseID, ttl time.Duration) {
+	limit := b.clock.Now().Add(max(10*ttl, time.Minute))
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, min(b.o.requestTimeout, 2*time.Second))
+		_, err := b.cli.Revoke(ctx, id)
+		cancel()
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) || b.ctx.Err() != nil || !b.clock.Now().Before(limit) {
+			if err != nil && b.ctx.Err() == nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				b.log.Warn("could not revoke a lost session's lease; the server expires it", zap.String("lease", strconv.FormatInt(int64(id), 16)), zap.Error(err))
+			}
+			return
+		}
+		t := b.clock.NewTimer(backoff)
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
 // keepAlive renews s every ttl/4 with one KeepAliveOnce, records the send time of
 // every answered request, and declares s lost when the server no longer knows
 // the lease or keep-alives have failed for the lease's whole validity.
@@ -172,9 +199,11 @@ func (b *Backend) keepAlive(s *session) {
 		b.mu.Unlock()
 		if expired {
 			b.loseSession(s, "keep-alives failed for the session's whole ttl: "+err.Error())
-			// The server may still hold the lease (its clock, a leader change): end
-			// it, so that keys nobody keeps track of do not linger.
-			b.revokeQuietly(s.id)
+			// The server may still hold the lease (its clock, a leader change, a
+			// restart gives leases their whole TTL again): end it as soon as the
+			// server answers, so that the claims given up here are free for
+			// other replicas without waiting for it to expire.
+			b.revokeLost(s.id, s.ttl)
 			return
 		}
 		b.log.Warn("session keep-alive failed; retrying", zap.String("lease", s.rev()), zap.Error(err))
