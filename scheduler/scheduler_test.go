@@ -423,6 +423,59 @@ func TestLeaseLossCancelsAndTakeover(t *testing.T) {
 	})
 }
 
+// TestLostRunFreesItsClaim: a runner that lost its lease (cut off past its local
+// deadline) deletes its own claim once its job stopped and the backend answers,
+// so the waiting replica takes the tick over at once, not when the claim would
+// have expired on the server (here a margin of 4s later).
+func TestLostRunFreesItsClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		fa := locktest.NewFaultyBackend(b)
+		var log runLog
+		var mu sync.Mutex
+		var lostAt, takenAt time.Time
+		js := []scheduler.Job{{
+			Name: "long", Schedule: mustSchedule(t, "@every 1m"), StartingDeadline: 30 * time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				log.add(r)
+				mu.Lock()
+				defer mu.Unlock()
+				if r.Replica != "a" {
+					takenAt = time.Now()
+					return nil
+				}
+				fa.Cut()
+				mu.Unlock()
+				<-ctx.Done() // the lease is lost at its local deadline
+				mu.Lock()
+				lostAt = time.Now()
+				fa.Heal()
+				return ctx.Err()
+			},
+		}}
+		ttl := 10 * time.Second
+		la, err := locking.New(fa, locking.WithLogger(zaptest.NewLogger(t)), locking.WithMargin(4*time.Second), locking.WithPollInterval(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(31 * time.Second) // no catch-up: the tick at 0 is past its starting deadline
+		begin := time.Now()
+		start(t, newScheduler(t, la, "a", ttl, js, nil))
+		time.Sleep(begin.Add(29*time.Second + 500*time.Millisecond).Sub(time.Now()))
+		start(t, newScheduler(t, newLocker(t, b, ttl), "b", ttl, js, nil)) // starts after a won the tick
+		time.Sleep(30 * time.Second)
+		runs := ran(log.all(), begin, begin.Add(time.Minute))
+		if len(runs) != 2 || runs[0].Replica != "a" || runs[1].Replica != "b" {
+			t.Fatalf("runs: %+v; want a's run then b's takeover", runs)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if wait := takenAt.Sub(lostAt); wait > 2*time.Second {
+			t.Errorf("b took over %v after a lost its lease; want at once (the claim would have expired 4s later)", wait)
+		}
+	})
+}
+
 func TestShutdownWaitsForRunningJobs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := memlock.New()
