@@ -344,6 +344,9 @@ func TestErrors(t *testing.T) {
 			"t.yaml:3: backend.zookeeper.session_timeout: must be at least 1s, got 100ms",
 			"t.yaml:3: backend.zookeeper.username: digest auth needs both username and password",
 		}},
+		{"zookeeper ttl longer than the session", lines("backend:", "  type: zookeeper", "  zookeeper: {servers: ['h:1'], session_timeout: 5s}", "lock:", "  ttl: 10s", "jobs: []"), []string{
+			"t.yaml:5: lock.ttl: 10s exceeds backend.zookeeper.session_timeout (5s): a claim lives as long as the session, so the TTL cannot be longer; raise session_timeout to the TTL",
+		}},
 		{"etcd password without username", lines("backend:", "  type: etcd", "  etcd: {endpoints: [a], password: p}", "jobs: []"), []string{
 			"t.yaml:3: backend.etcd.username: password authentication needs both username and password",
 		}},

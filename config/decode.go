@@ -537,7 +537,11 @@ func (d *decoder) decodeFile(data []byte) *Config {
 	}
 	cfg := &Config{File: d.file}
 	d.backend(top, &cfg.Backend)
-	d.lock(top.sub("lock", lockFields), &cfg.Lock)
+	lock := top.sub("lock", lockFields)
+	d.lock(lock, &cfg.Lock)
+	if zk := cfg.Backend.Zookeeper; cfg.Backend.Type == BackendZookeeper && zk.SessionTimeout >= time.Second && cfg.Lock.TTL > zk.SessionTimeout {
+		lock.errorf("ttl", "%s exceeds backend.zookeeper.session_timeout (%s): a claim lives as long as the session, so the TTL cannot be longer; raise session_timeout to the TTL", cfg.Lock.TTL, zk.SessionTimeout)
+	}
 
 	cfg.Replica = top.str("replica")
 	if top.has("replica") {
