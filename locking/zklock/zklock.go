@@ -194,12 +194,23 @@ func New(ctx context.Context, servers []string, opts ...Option) (*Backend, error
 			}
 		}
 	}()
-	if err := b.start(ctx, o); err != nil {
+	// A server that never answers is reported after the session timeout
+	// (the client would otherwise try the addresses until ctx ends).
+	sctx, cancel := context.WithTimeout(ctx, max(o.sessionTimeout, connectFloor))
+	defer cancel()
+	if err := b.start(sctx, o); err != nil {
 		_ = b.Close()
+		if ctx.Err() == nil && sctx.Err() != nil {
+			return nil, fmt.Errorf("zklock: connect: no ZooKeeper server of %v answered within %v: %w",
+				servers, max(o.sessionTimeout, connectFloor), err)
+		}
 		return nil, err
 	}
 	return b, nil
 }
+
+// connectFloor is the least time New gives the servers to answer.
+const connectFloor = 5 * time.Second
 
 // list returns its arguments as a slice; it lets New collect go-zookeeper's
 // options, whose type is unexported.
