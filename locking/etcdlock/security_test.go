@@ -2,10 +2,7 @@ package etcdlock_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +58,7 @@ func TestTLS(t *testing.T) {
 	other := testenv.NewCerts(t)
 
 	t.Run("client certificate", func(t *testing.T) {
-		b := newBackendAt(t, srv.Addr(), newNamespace(), etcdlock.WithTLSConfig(tlsConfig(t, certs.CAFile, certs)))
+		b := newBackendAt(t, srv.Addr(), newNamespace(), etcdlock.WithTLSConfig(testenv.ClientTLS(t, certs.CAFile, certs)))
 		useBackend(t, b)
 	})
 	t.Run("PEM files", func(t *testing.T) {
@@ -75,9 +72,9 @@ func TestTLS(t *testing.T) {
 		opts []etcdlock.Option
 		want []string
 	}{
-		{"no client certificate", []etcdlock.Option{etcdlock.WithTLSConfig(tlsConfig(t, certs.CAFile, nil))}, []string{"certificate required"}},
-		{"client certificate of another authority", []etcdlock.Option{etcdlock.WithTLSConfig(tlsConfig(t, certs.CAFile, other))}, []string{"unknown certificate authority"}},
-		{"server of another authority", []etcdlock.Option{etcdlock.WithTLSConfig(tlsConfig(t, other.CAFile, certs))}, []string{"certificate signed by unknown authority"}},
+		{"no client certificate", []etcdlock.Option{etcdlock.WithTLSConfig(testenv.ClientTLS(t, certs.CAFile, nil))}, []string{"certificate required"}},
+		{"client certificate of another authority", []etcdlock.Option{etcdlock.WithTLSConfig(testenv.ClientTLS(t, certs.CAFile, other))}, []string{"unknown certificate authority"}},
+		{"server of another authority", []etcdlock.Option{etcdlock.WithTLSConfig(testenv.ClientTLS(t, other.CAFile, certs))}, []string{"certificate signed by unknown authority"}},
 		{"plain text", nil, []string{"expect TLS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,7 +92,7 @@ func TestTLSWithAuthentication(t *testing.T) {
 	certs := testenv.NewCerts(t)
 	srv := testenv.StartEtcdWith(t, testenv.EtcdOptions{TLS: certs})
 	ns := newNamespace()
-	tc := tlsConfig(t, certs.CAFile, nil)
+	tc := testenv.ClientTLS(t, certs.CAFile, nil)
 	testenv.EnableEtcdAuth(t, srv.Addr(), tc, "root-secret",
 		testenv.EtcdUser{Name: "oncecron", Password: "right", Prefix: "/" + ns + "/"})
 	b := newBackendAt(t, srv.Addr(), ns, etcdlock.WithTLSConfig(tc), etcdlock.WithAuth("oncecron", "right"))
@@ -168,27 +165,4 @@ func checkRefused(t *testing.T, addr string, sentinel error, want []string, opts
 	if took := time.Since(start); took > 8*time.Second {
 		t.Errorf("New took %v to fail", took)
 	}
-}
-
-// tlsConfig trusts the authority in caFile and presents the client
-// certificate of client, if not nil.
-func tlsConfig(t *testing.T, caFile string, client *testenv.Certs) *tls.Config {
-	t.Helper()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", caFile)
-	}
-	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	if client != nil {
-		cert, err := tls.LoadX509KeyPair(client.ClientCertFile, client.ClientKeyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc
 }

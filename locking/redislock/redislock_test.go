@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -204,12 +202,12 @@ func TestTLS(t *testing.T) {
 		tls     *tls.Config
 		wantErr string // "" for success
 	}{
-		{"trusted server", open.Addr(), tlsConfig(t, certs.CAFile, nil), ""},
-		{"client certificate", mutual.Addr(), tlsConfig(t, certs.CAFile, certs), ""},
+		{"trusted server", open.Addr(), testenv.ClientTLS(t, certs.CAFile, nil), ""},
+		{"client certificate", mutual.Addr(), testenv.ClientTLS(t, certs.CAFile, certs), ""},
 		{"rediss:// with the system roots", "rediss://" + open.Addr(), nil, "certificate signed by unknown authority"},
-		{"server of another authority", open.Addr(), tlsConfig(t, other.CAFile, nil), "certificate signed by unknown authority"},
-		{"no client certificate", mutual.Addr(), tlsConfig(t, certs.CAFile, nil), "certificate required"},
-		{"client certificate of another authority", mutual.Addr(), tlsConfig(t, certs.CAFile, other), "unknown certificate authority"},
+		{"server of another authority", open.Addr(), testenv.ClientTLS(t, other.CAFile, nil), "certificate signed by unknown authority"},
+		{"no client certificate", mutual.Addr(), testenv.ClientTLS(t, certs.CAFile, nil), "certificate required"},
+		{"client certificate of another authority", mutual.Addr(), testenv.ClientTLS(t, certs.CAFile, other), "unknown certificate authority"},
 		{"plain text", open.Addr(), nil, "EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,27 +233,4 @@ func TestTLS(t *testing.T) {
 			}
 		})
 	}
-}
-
-// tlsConfig trusts the authority in caFile and presents the client
-// certificate of client, if not nil.
-func tlsConfig(t *testing.T, caFile string, client *testenv.Certs) *tls.Config {
-	t.Helper()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", caFile)
-	}
-	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	if client != nil {
-		cert, err := tls.LoadX509KeyPair(client.ClientCertFile, client.ClientKeyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc
 }
