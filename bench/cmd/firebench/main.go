@@ -62,10 +62,11 @@ type common struct {
 	rounds, seconds, warmup, replicas int
 }
 
-func (c *common) flags(fs *flag.FlagSet, rounds int) {
+func (c *common) flags(fs *flag.FlagSet, rounds, warmup int) {
 	fs.IntVar(&c.rounds, "rounds", rounds, "rounds; each runs every contender once")
 	fs.IntVar(&c.seconds, "seconds", 3, "seconds of ticks measured per run")
-	fs.IntVar(&c.warmup, "warmup", 2, "seconds of ticks not measured after the contender started")
+	fs.IntVar(&c.warmup, "warmup", warmup, "seconds of ticks not measured after the contender started "+
+		"(a replica's first claims in a scope create its nodes or keys)")
 	fs.IntVar(&c.replicas, "replicas", 3, "schedulers per contender (robfig/cron: always one)")
 }
 
@@ -197,7 +198,7 @@ func pause(ctx context.Context) {
 func precision(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("precision", flag.ContinueOnError)
 	var o common
-	o.flags(fs, 3)
+	o.flags(fs, 3, 2)
 	n := fs.Int("jobs", 1000, "jobs, each firing every second")
 	list := fs.String("contenders", "robfig-cron,gocron-redis,oncecron-memory,oncecron-redis,oncecron-etcd,oncecron-zookeeper",
 		"contenders, comma-separated")
@@ -325,7 +326,7 @@ func precisionTable(w io.Writer, cs []contender, all []result) {
 func scale(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
 	var o common
-	o.flags(fs, 1)
+	o.flags(fs, 1, 3)
 	rates := fs.String("rates", "250,500,1000,2000,4000", "job counts (ticks per second), comma-separated, ascending")
 	backends := fs.String("backends", "memory,redis,etcd,zookeeper", "oncecron backends, comma-separated")
 	limit := fs.Duration("limit", 100*time.Millisecond, "the p99 delay a sustained rate stays under")
