@@ -122,12 +122,20 @@ func env(kinds []string) (servers, error) {
 	return s, nil
 }
 
-// header prints what the numbers depend on.
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+var startLoad, startTime = loadavg(), time.Now().UTC()
+
+// header prints what the numbers depend on: the machine, and how busy it was.
 func header(w io.Writer, what string) {
-	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(w, "<!-- firebench %s: %s, %s, %d CPUs, %s, load avg %s at start -->\n\n", what,
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH,
-		strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
+	fmt.Fprintf(w, "<!-- firebench %s: %s, %s, %d CPUs, %s, load avg %s at start, %s at end -->\n\n", what,
+		startTime.Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH,
+		startLoad, loadavg())
 }
 
 // run runs contender c once with n jobs and returns what it measured.
