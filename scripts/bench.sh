@@ -33,12 +33,14 @@
 #   -jobs N         jobs of -precision (default 1000, or $ONCECRON_BENCH_JOBS)
 #   -skew D         clock offsets between the replicas of -precision: -D, 0, +D (default 0)
 #   -scale          the same for oncecron only, per backend, at each rate of
-#                   -rates (ticks per second; default 250,500,1000,2000,4000):
-#                   the highest rate with p99 < 100 ms and no miss (firebench scale; about 4 min)
+#                   -rates (ticks per second; default 250,500,1000,2000,4000),
+#                   2 rounds: the highest rate with p99 < 100 ms and no miss; a
+#                   backend that missed ticks in both rounds of a rate skips the
+#                   higher ones (firebench scale; about 6 min)
 #   -failover       kill -9 of a tick's runner, -kills times per backend (default
 #                   5), 3 real scheduler processes, time until another replica
 #                   starts the tick, against TTL + 1s (go run ./cmd/chaos --failover; about 3.5 min)
-#   -system         all three (about 10 min on 2 CPUs)
+#   -system         all three (about 12 min on 2 CPUs)
 #   Their Markdown tables are printed and kept in .tmp/bench/system-*.md.
 #
 # Like scripts/test.sh it installs what is missing, builds tools/etcd-test-server,

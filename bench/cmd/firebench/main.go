@@ -25,7 +25,8 @@
 // scale: oncecron with -replicas schedulers on each backend, for each job count
 // of -rates (ticks per second), interleaved the same way; it reports the p99
 // delay per rate and the highest rate at which p99 stays under -limit with no
-// miss, for that rate and every lower one.
+// miss, for that rate and every lower one. A backend that missed ticks in
+// every round at one rate is not run at the higher ones.
 //
 // Both print Markdown tables (for BENCHMARKS.md) on stdout and one line per
 // run on stderr. The servers are those of scripts/servers.sh (or
@@ -334,7 +335,7 @@ func precisionTable(w io.Writer, cs []contender, all []result) {
 func scale(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
 	var o common
-	o.flags(fs, 1, 3)
+	o.flags(fs, 2, 3)
 	rates := fs.String("rates", "250,500,1000,2000,4000", "job counts (ticks per second), comma-separated, ascending")
 	backends := fs.String("backends", "memory,redis,etcd,zookeeper", "oncecron backends, comma-separated")
 	limit := fs.Duration("limit", 100*time.Millisecond, "the p99 delay a sustained rate stays under")
@@ -373,15 +374,31 @@ func scale(ctx context.Context, args []string) int {
 		ns, o.replicas, *backends, o.rounds, o.seconds, o.warmup)
 	var all []result
 	failed := false
+	overloaded := map[string]bool{} // backends not run at higher rates
 	for _, n := range ns {
+		missed := map[string]int{} // rounds with misses, per backend
 		for r := 1; r <= o.rounds && ctx.Err() == nil; r++ {
 			for i := range cs {
 				c := cs[(i+r-1)%len(cs)]
+				if overloaded[c.name] {
+					continue
+				}
 				res := run(ctx, c, n, o, r, 0)
 				logRun(res)
 				failed = failed || res.err != nil
 				all = append(all, res)
+				if res.misses > 0 {
+					missed[c.name]++
+				}
 				pause(ctx)
+			}
+		}
+		// A backend that missed ticks in every round is past its limit: a
+		// higher rate only queues more, and takes long to start and stop.
+		for name, k := range missed {
+			if k == o.rounds {
+				overloaded[name] = true
+				fmt.Fprintf(os.Stderr, "firebench: %s missed ticks in every round at %d/s; not run at higher rates\n", name, n)
 			}
 		}
 	}
@@ -425,6 +442,11 @@ func scaleTable(w io.Writer, cs []contender, ns []int, all []result, limit time.
 				mx = max(mx, r.max)
 				miss += r.misses
 				dup += r.dupRuns
+			}
+			if len(p99) == 0 && !bad {
+				fmt.Fprint(w, " not run (missed ticks at a lower rate) |")
+				broken = true
+				continue
 			}
 			if len(p99) == 0 {
 				fmt.Fprint(w, " failed |")
