@@ -2,6 +2,8 @@
 # scripts/bench.sh — oncecron's lock benchmarks next to their raw floors.
 #
 #   scripts/bench.sh [-count N] [-bench REGEXP] [-benchtime D] [-md] [PACKAGES...]
+#   scripts/bench.sh [-precision] [-scale] [-failover] [-system] [-jobs N] [-skew D]
+#                    [-rates LIST] [-kills N] [PACKAGES...]
 #
 #   -count N        rounds (default 5, or $ONCECRON_BENCH_COUNT). Each round runs
 #                   the whole set once:
@@ -20,6 +22,26 @@
 #                   never enter oncecron's go.mod. Each round runs it after the
 #                   other packages, as  go -C bench test ... .  Give ./bench
 #                   alone to run only it, or only other packages to skip it.
+#
+# System benchmarks (whole schedulers, not single lock operations; each takes
+# minutes, so they run only when asked for, and then without the go test
+# benchmarks unless PACKAGES are given too):
+#   -precision      fire precision, 1,000 jobs every second: robfig/cron alone,
+#                   gocron v2 on 3 schedulers with a Redis locker, oncecron with
+#                   3 replicas on memory, Redis, etcd and ZooKeeper, 3 rounds
+#                   interleaved (go -C bench run ./cmd/firebench precision; about 2.5 min)
+#   -jobs N         jobs of -precision (default 1000, or $ONCECRON_BENCH_JOBS)
+#   -skew D         clock offsets between the replicas of -precision: -D, 0, +D (default 0)
+#   -scale          the same for oncecron only, per backend, at each rate of
+#                   -rates (ticks per second; default 250,500,1000,2000,4000),
+#                   2 rounds: the highest rate with p99 < 100 ms and no miss; a
+#                   backend that missed ticks in both rounds of a rate skips the
+#                   higher ones (firebench scale; about 6 min)
+#   -failover       kill -9 of a tick's runner, -kills times per backend (default
+#                   5), 3 real scheduler processes, time until another replica
+#                   starts the tick, against TTL + 1s (go run ./cmd/chaos --failover; about 3.5 min)
+#   -system         all three (about 12 min on 2 CPUs)
+#   Their Markdown tables are printed and kept in .tmp/bench/system-*.md.
 #
 # Like scripts/test.sh it installs what is missing, builds tools/etcd-test-server,
 # starts its own Redis, etcd and ZooKeeper on free 127.0.0.1 ports in a temporary
@@ -44,8 +66,21 @@ bench=${ONCECRON_BENCH:-.}
 benchtime=${ONCECRON_BENCH_TIME:-1s}
 md=()
 pkgs=()
+precision=0 scale=0 failover=0
+jobs=${ONCECRON_BENCH_JOBS:-1000}
+skew=0s
+rates=250,500,1000,2000,4000
+kills=5
 while (($#)); do
 	case $1 in
+	-precision | --precision) precision=1; shift ;;
+	-scale | --scale) scale=1; shift ;;
+	-failover | --failover) failover=1; shift ;;
+	-system | --system) precision=1 scale=1 failover=1; shift ;;
+	-jobs | --jobs) jobs=${2:?-jobs needs a value}; shift 2 ;;
+	-skew | --skew) skew=${2:?-skew needs a value}; shift 2 ;;
+	-rates | --rates) rates=${2:?-rates needs a value}; shift 2 ;;
+	-kills | --kills) kills=${2:?-kills needs a value}; shift 2 ;;
 	-count | --count | -n) rounds=${2:?-count needs a value}; shift 2 ;;
 	-count=* | --count=*) rounds=${1#*=}; shift ;;
 	-bench | --bench) bench=${2:?-bench needs a value}; shift 2 ;;
@@ -59,7 +94,10 @@ while (($#)); do
 	esac
 done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || oc_die "-count must be a positive integer, not '$rounds'"
-if ((${#pkgs[@]} == 0)); then
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || oc_die "-jobs must be a positive integer, not '$jobs'"
+[[ $kills =~ ^[1-9][0-9]*$ ]] || oc_die "-kills must be a positive integer, not '$kills'"
+system=$((precision + scale + failover))
+if ((${#pkgs[@]} == 0 && system == 0)); then
 	mapfile -t pkgs < <(grep -rl --include='*_test.go' '^func Benchmark' locking scheduler 2>/dev/null |
 		xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 	if [[ -f bench/go.mod ]] && grep -qs '^func Benchmark' bench/*_test.go; then
@@ -126,7 +164,9 @@ machine() {
 	echo "zookeeper: $(zk_version) (standalone, $("$OC_JAVA" -version 2>&1 | head -n1))"
 	echo "git:       $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
 	local cmd="go test -run '^\$' -bench '$bench' -benchmem -benchtime $benchtime -count 1"
-	if ((${#root_pkgs[@]} && compare)); then
+	if ((${#pkgs[@]} == 0)); then
+		echo "command:   system benchmarks only (precision $precision, scale $scale, failover $failover)"
+	elif ((${#root_pkgs[@]} && compare)); then
 		echo "command:   $cmd ${root_pkgs[*]}; then go -C bench ${cmd#go } .  x $rounds rounds"
 	elif ((compare)); then
 		echo "command:   go -C bench ${cmd#go } .  x $rounds rounds"
@@ -153,6 +193,7 @@ gotest() {
 }
 
 failed=()
+((${#pkgs[@]})) || rounds=0
 for ((r = 1; r <= rounds; r++)); do
 	t=$(oc_ms)
 	oc_log "round $r/$rounds: ${pkgs[*]}"
@@ -177,11 +218,51 @@ for ((r = 1; r <= rounds; r++)); do
 done
 echo "# load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >>"$out"
 
+# system NAME CMD... runs one system benchmark in the background (so that a
+# TERM or INT to this script is handled at once; its progress goes to stderr),
+# then appends its Markdown tables to $sys and prints them.
+sys=$OC_ROOT/.tmp/bench/system-$(date -u +%Y%m%d-%H%M%S).md
+system() {
+	local name=$1 rc=0 t
+	shift
+	t=$(oc_ms)
+	oc_log "$name: $*"
+	"$@" </dev/null >"$OC_STATE/$name.md" &
+	gotest_pid=$!
+	wait "$gotest_pid" || rc=$?
+	gotest_pid=
+	oc_log "$name took $(oc_took "$t")"
+	if ((rc != 0)); then
+		failed+=("$name")
+		oc_log "$name failed (exit $rc)"
+	fi
+	{
+		printf '\n## %s\n\n' "$name"
+		printf '    %s\n' "$*" "took $(oc_took "$t")" "load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
+		echo
+		cat "$OC_STATE/$name.md"
+	} | tee -a "$sys"
+}
+if ((system)); then
+	printf '%s\n' "$info" | sed 's/^/    /' >"$sys"
+	go -C bench build -o "$OC_STATE/firebench" ./cmd/firebench || oc_die "building bench/cmd/firebench failed"
+	go build -o "$OC_STATE/chaos" ./cmd/chaos || oc_die "building cmd/chaos failed"
+	((precision == 0)) || system precision "$OC_STATE/firebench" precision -jobs "$jobs" -skew "$skew"
+	((scale == 0)) || system scale "$OC_STATE/firebench" scale -rates "$rates"
+	# cmd/chaos starts private servers from the programs in $OC_STATE/env.
+	((failover == 0)) || system failover "$OC_STATE/chaos" --failover "$kills"
+fi
+
 echo "load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
-echo "raw results: ${out#"$OC_ROOT"/}"
-echo
-go run ./scripts/benchsummary "${md[@]}" "$out"
+if ((system)); then
+	echo "system benchmark tables: ${sys#"$OC_ROOT"/}"
+fi
+if ((${#pkgs[@]})); then
+	echo "raw results: ${out#"$OC_ROOT"/}"
+	echo
+	go run ./scripts/benchsummary "${md[@]}" "$out"
+fi
 if ((${#failed[@]})); then
-	oc_log "rounds that failed: ${failed[*]}"
+	oc_log "failed (rounds, or system benchmarks): ${failed[*]}"
 	exit 1
 fi

@@ -4,6 +4,12 @@
 //
 //	go run ./cmd/chaos [--duration 10m] [--seed N] [--backends redis,etcd,zookeeper] [--keep]
 //
+// With --failover N it measures takeover instead (chaos.Failover): per
+// backend, N times, kill -9 of the replica running a tick and the time until
+// another replica starts that tick, printed as a Markdown table against the
+// goal TTL + 1s (scripts/bench.sh -failover). It exits 1 when a kill was not
+// followed by a takeover.
+//
 // It needs ONCECRON_TEST_REDIS_SERVER, ONCECRON_TEST_ETCD_SERVER,
 // ONCECRON_TEST_ZK_CLASSPATH and ONCECRON_TEST_JAVA (scripts/chaos.sh sets
 // them), and must run inside the oncecron module: it builds cmd/scheduler.
@@ -15,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +35,9 @@ func main() {
 	backends := flag.String("backends", "redis,etcd,zookeeper", "backends to run, in order")
 	keep := flag.Bool("keep", false, "keep every run's directory (kept anyway on a violation)")
 	quiet := flag.Bool("quiet", false, "print only the summary and the violations")
+	failover := flag.Int("failover", 0, "measure takeover after kill -9 of a tick's runner, this many times per backend, instead of the chaos suite")
+	failoverTTL := flag.Duration("failover-ttl", chaos.TTL, "lock.ttl of the --failover table")
+	zkSession := flag.Duration("failover-zk-session", chaos.ZKSessionTimeout, "zookeeper session_timeout of the --failover table")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "chaos: unexpected arguments:", flag.Args())
@@ -42,7 +52,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Printf("chaos: seed %d, %v of faults per backend, backends %s\n", *seed, *duration, *backends)
+	if *failover < 0 {
+		fmt.Fprintln(os.Stderr, "chaos: --failover must not be negative")
+		os.Exit(2)
+	}
+	if *failover == 0 {
+		fmt.Printf("chaos: seed %d, %v of faults per backend, backends %s\n", *seed, *duration, *backends)
+	}
 	tmp, err := os.MkdirTemp("", "oncecron-chaos-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,6 +69,13 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
+	}
+	if *failover > 0 {
+		code := runFailover(ctx, list, chaos.FailoverOptions{Kills: *failover, Scheduler: bin, Programs: progs,
+			TTL: *failoverTTL, ZKSessionTimeout: *zkSession, Keep: *keep}, *quiet)
+		stop()
+		os.RemoveAll(tmp)
+		os.Exit(code)
 	}
 	var reps []chaos.Report
 	code := 0
@@ -85,4 +108,34 @@ func main() {
 	stop()
 	os.RemoveAll(tmp)
 	os.Exit(code)
+}
+
+// runFailover runs chaos.Failover on each backend and prints the table.
+func runFailover(ctx context.Context, backends []string, o chaos.FailoverOptions, quiet bool) int {
+	var reps []chaos.FailoverReport
+	code := 0
+	for _, b := range backends {
+		o.Backend = b
+		if !quiet {
+			o.Log = os.Stderr
+		}
+		rep, err := chaos.Failover(ctx, o)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos: failover on %s: %v\n", b, err)
+			code = 3
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if rep.NoTakeover > 0 && code == 0 {
+			code = 1
+		}
+		reps = append(reps, rep)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("<!-- chaos --failover %d: %s, %s, load avg %s at end -->\n\n", o.Kills, time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Print(chaos.FailoverTable(reps))
+	return code
 }
