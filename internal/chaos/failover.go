@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/oncecron/oncecron/config"
 )
 
 // FailoverOptions configures Failover.
@@ -26,7 +28,7 @@ type FailoverOptions struct {
 	// TTL is lock.ttl of the table (default TTL, 3s).
 	TTL time.Duration
 	// ZKSessionTimeout is backend.zookeeper.session_timeout (default
-	// ZKSessionTimeout, 6s); at least TTL.
+	// ZKSessionTimeout, the TTL); at least TTL.
 	ZKSessionTimeout time.Duration
 	// Every is the period of the long job (default 5s); each run takes 8s.
 	Every time.Duration
@@ -169,7 +171,11 @@ func Failover(ctx context.Context, o FailoverOptions) (rep FailoverReport, err e
 		}
 	}
 	ready := time.Now().Add(warmup)
-	wait := StartingDeadline + rep.Hold + 5*time.Second
+	cfg, err := config.Parse("failover.yaml", []byte(failoverTable(o.Backend, "127.0.0.1:1", r.dir, o)))
+	if err != nil {
+		return rep, fmt.Errorf("chaos: parsing the failover table: %w", err)
+	}
+	wait := cfg.Jobs[0].StartingDeadline + rep.Hold + 5*time.Second
 	for k := 0; k < o.Kills; k++ {
 		tick := nextTick(ready, o.Every)
 		first, err := r.awaitRun(ctx, tick, "", time.Time{}, time.Until(tick)+o.Every+10*time.Second)
