@@ -68,18 +68,22 @@ oc_undo_policy() {
 # oc_build_etcd builds tools/etcd-test-server into the cache directory and
 # sets OC_ETCD_SERVER. go install does nothing when the binary is up to date.
 oc_build_etcd() {
-	mkdir -p "$OC_CACHE/bin"
-	GOWORK=off GOBIN=$OC_CACHE/bin go -C "$OC_ROOT/tools/etcd-test-server" install . ||
+	# One directory per version of the source, so that checkouts of different
+	# versions sharing the cache never run each other's server.
+	local src dir
+	src=$OC_ROOT/tools/etcd-test-server
+	dir=$OC_CACHE/bin/etcd-$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-12)
+	mkdir -p "$dir"
+	GOWORK=off GOBIN=$dir go -C "$src" install . ||
 		oc_die "building tools/etcd-test-server failed"
-	OC_ETCD_SERVER=$OC_CACHE/bin/etcd-test-server
+	OC_ETCD_SERVER=$dir/etcd-test-server
 }
 
 # oc_find_tools sets the paths of the server programs.
 oc_find_tools() {
 	OC_REDIS_SERVER=$(command -v redis-server) || oc_die "redis-server not found"
 	OC_JAVA=$(command -v java) || oc_die "java not found"
-	OC_ETCD_SERVER=${OC_ETCD_SERVER:-$OC_CACHE/bin/etcd-test-server}
-	[[ -x $OC_ETCD_SERVER ]] || oc_die "$OC_ETCD_SERVER not built"
+	[[ -n ${OC_ETCD_SERVER:-} && -x $OC_ETCD_SERVER ]] || oc_die "the etcd test server is not built (oc_build_etcd)"
 }
 
 # oc_free_port VAR sets VAR to a 127.0.0.1 port below the ephemeral range

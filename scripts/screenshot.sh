@@ -19,7 +19,9 @@ fi
 tmp=$(mktemp -d)
 pid=""
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	if [ -n "$pid" ]; then
+		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -39,6 +41,7 @@ for _ in $(seq 1 100); do
 done
 sleep 7 # a few runs of the demo jobs
 
+# shellcheck disable=SC2054 # the comma is part of --window-size's value
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
 	--disable-component-update --disable-sync --user-data-dir="$tmp/chrome" --window-size=1280,1000)
 chromium "${flags[@]}" --screenshot="$PWD/$out" "$url" >/dev/null 2>&1
