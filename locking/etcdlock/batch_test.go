@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/oncecron/oncecron/internal/testenv"
 	"github.com/oncecron/oncecron/locking"
 	"github.com/oncecron/oncecron/locking/etcdlock"
 )
@@ -244,6 +245,38 @@ func TestClaimBatchUnknownOutcome(t *testing.T) {
 	for i, r := range newBackend(t, ns).ClaimBatch(ctx, batchReqs(20, 100)) {
 		if r.Err != nil {
 			t.Errorf("claim %d after the lost batch: %v", i, r.Err)
+		}
+	}
+}
+
+// TestClaimBatchSmallMaxTxnOps: a server with a lower --max-txn-ops than the
+// batch size refuses the first transactions; the backend splits them, so
+// every claim still wins, and sends smaller ones from then on.
+func TestClaimBatchSmallMaxTxnOps(t *testing.T) {
+	ctx := testCtx(t)
+	srv := testenv.StartEtcdWith(t, testenv.EtcdOptions{MaxTxnOps: 20})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Addr()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("clientv3.New: %v", err)
+	}
+	defer cli.Close()
+	txns, other := new(atomic.Int64), new(atomic.Int64)
+	cli.KV = countingKV{cli.KV, txns, other}
+	b, err := etcdlock.NewFromClient(cli, etcdlock.WithNamespace(newNamespace()), etcdlock.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatalf("NewFromClient: %v", err)
+	}
+	defer b.Close()
+	for round := range 2 {
+		before := txns.Load() + other.Load()
+		for i, r := range b.ClaimBatch(ctx, batchReqs(100, 100*round)) {
+			if r.Err != nil {
+				t.Fatalf("round %d, claim %d: %v", round, i, r.Err)
+			}
+		}
+		// 18 claims would fit (18 sub-transactions of 2 ops), 16 or 18 are used.
+		if n := txns.Load() + other.Load() - before; round == 1 && n > 7 {
+			t.Errorf("%d requests for 100 claims once the batch size is known, want at most 7", n)
 		}
 	}
 }
