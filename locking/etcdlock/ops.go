@@ -91,6 +91,11 @@ func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl 
 			}
 			return locking.Grant{}, b.fail(ctx, op, key.String(), fmt.Errorf("%w: the session ended during the claim", locking.ErrUnavailable))
 		}
+		if err != nil && isLeaseGone(err) {
+			// Three sessions in a row were gone: as ClaimBatch does, say so as
+			// ErrUnavailable, not as the client's bare error.
+			return locking.Grant{}, b.fail(ctx, op, key.String(), err)
+		}
 		return g, err
 	}
 }
