@@ -19,6 +19,8 @@ type EtcdOptions struct {
 	// ClientCertAuth, with TLS, refuses clients without a certificate
 	// signed by TLS's authority.
 	ClientCertAuth bool
+	// MaxTxnOps, if positive, sets the server's --max-txn-ops (default 128).
+	MaxTxnOps int
 }
 
 // StartEtcd starts a private single-member etcd, the tools/etcd-test-server
@@ -39,6 +41,9 @@ func StartEtcdWith(t testing.TB, opts EtcdOptions) *Server {
 			"--data-dir", filepath.Join(dir, "data"),
 			"--client-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 			"--peer-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		}
+		if opts.MaxTxnOps > 0 {
+			a = append(a, "--max-txn-ops", fmt.Sprint(opts.MaxTxnOps))
 		}
 		if c := opts.TLS; c != nil {
 			a = append(a, "--cert-file", c.ServerCertFile, "--key-file", c.ServerKeyFile)

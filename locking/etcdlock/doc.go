@@ -36,6 +36,14 @@
 // persisted, so tokens rise strictly within every scope, across clients and
 // server restarts.
 //
+// ClaimBatch (locking.BatchClaimer) sends up to 64 claims as sub-transactions of
+// one transaction with no compares of its own, each exactly the transaction
+// above, and reads each claim's outcome from its sub-response. All claims of one
+// transaction get its revision as token, so two claims of the same scope never
+// go in the same transaction: the later one goes in a later one. 64 claims stay
+// well within the server's --max-txn-ops (default 128); a transaction the
+// server refuses as too large is split, and later ones are smaller.
+//
 // # Sessions: one lease per replica, not per claim
 //
 // Lock keys are attached to a session lease that the Backend keeps alive itself,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -226,6 +227,8 @@ type Backend struct {
 
 	retMu  sync.Mutex
 	leases map[retKey]retLease
+
+	batchMax atomic.Int32 // ClaimBatch's transaction size once lowered; 0: maxBatch
 }
 
 // New connects to the etcd cluster at endpoints ("host:port", "http://host:port"

@@ -91,6 +91,11 @@ func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl 
 			}
 			return locking.Grant{}, b.fail(ctx, op, key.String(), fmt.Errorf("%w: the session ended during the claim", locking.ErrUnavailable))
 		}
+		if err != nil && isLeaseGone(err) {
+			// Three sessions in a row were gone: as ClaimBatch does, say so as
+			// ErrUnavailable, not as the client's bare error.
+			return locking.Grant{}, b.fail(ctx, op, key.String(), err)
+		}
 		return g, err
 	}
 }
@@ -103,14 +108,9 @@ func (b *Backend) sessionDead(s *session) bool {
 }
 
 func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
-	const op = "claim"
-	lk, dk := b.lockKey(key), b.doneKey(key)
+	cmps, then, els := b.claimOps(key, owner, s.id)
 	rctx, cancel := b.rpc(ctx)
-	resp, err := b.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(lk), "=", 0), clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)).
-		Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))).
-		Else(clientv3.OpGet(lk), clientv3.OpGet(dk)).
-		Commit()
+	resp, err := b.cli.Txn(rctx).If(cmps...).Then(then...).Else(els...).Commit()
 	cancel()
 	if err != nil {
 		if isLeaseGone(err) {
@@ -118,8 +118,29 @@ func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owne
 		}
 		return b.resolveClaim(ctx, s, key, owner, ttl, err)
 	}
+	return b.claimAnswer(s, key, owner, ttl, resp, resp.Header.Revision)
+}
+
+// claimOps is one claim of key for owner on lease: its compares and the
+// operations run if they hold or not. Claim sends it as a transaction of its
+// own, ClaimBatch as one sub-transaction of a batch (see claimAnswer).
+func (b *Backend) claimOps(key locking.Key, owner string, lease clientv3.LeaseID) ([]clientv3.Cmp, []clientv3.Op, []clientv3.Op) {
+	lk, dk := b.lockKey(key), b.doneKey(key)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0), clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)},
+		[]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(lease))},
+		[]clientv3.Op{clientv3.OpGet(lk), clientv3.OpGet(dk)}
+}
+
+// claimOpsCount is what one claim's (sub-)transaction counts towards the
+// server's --max-txn-ops: the largest of its compares, then and else ops.
+const claimOpsCount = 2
+
+// claimAnswer interprets resp, the answer to the claimOps of key made on s, in
+// a transaction written at revision rev: the claim's fencing token if it won.
+func (b *Backend) claimAnswer(s *session, key locking.Key, owner string, ttl time.Duration, resp *clientv3.TxnResponse, rev int64) (locking.Grant, error) {
+	const op = "claim"
 	if resp.Succeeded {
-		return b.grant(key, owner, resp.Header.Revision, s, ttl), nil
+		return b.grant(key, owner, rev, s, ttl), nil
 	}
 	if firstKV(resp, 1) != nil {
 		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
@@ -158,21 +179,51 @@ func (b *Backend) anySession() *session {
 // fails with ErrUnavailable and a cleanup of whatever a late commit may leave is
 // scheduled.
 func (b *Backend) resolveClaim(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration, cause error) (locking.Grant, error) {
+	r := b.resolveClaims(ctx, s, []locking.ClaimRequest{{Key: key, Owner: owner, TTL: ttl}}, cause)[0]
+	return r.Grant, r.Err
+}
+
+// resolveClaims settles, as resolveClaim does for one, claims made on s whose
+// request (one transaction) may or may not have been applied, reading all
+// their owners back with one request. There are at most maxBatch of them.
+func (b *Backend) resolveClaims(ctx context.Context, s *session, reqs []locking.ClaimRequest, cause error) []locking.ClaimResult {
 	const op = "claim"
+	kvs := make([]*mvccpb.KeyValue, len(reqs))
 	if ctx.Err() == nil {
+		var err error
 		rctx, cancel := b.rpc(ctx)
-		resp, err := b.cli.Get(rctx, b.lockKey(key))
-		cancel()
-		if err == nil {
-			if len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == owner {
-				return b.repeated(key, owner, resp.Kvs[0], ttl)
+		if len(reqs) == 1 {
+			var resp *clientv3.GetResponse
+			if resp, err = b.cli.Get(rctx, b.lockKey(reqs[0].Key)); err == nil && len(resp.Kvs) == 1 {
+				kvs[0] = resp.Kvs[0]
 			}
 		} else {
+			gets := make([]clientv3.Op, len(reqs))
+			for i, r := range reqs {
+				gets[i] = clientv3.OpGet(b.lockKey(r.Key))
+			}
+			var resp *clientv3.TxnResponse
+			if resp, err = b.cli.Txn(rctx).Then(gets...).Commit(); err == nil {
+				for i := range reqs {
+					kvs[i] = firstKV(resp, i)
+				}
+			}
+		}
+		cancel()
+		if err != nil {
 			cause = errors.Join(cause, err)
 		}
 	}
-	b.orphan(key, owner, s, true)
-	return locking.Grant{}, b.fail(ctx, op, key.String(), cause)
+	out := make([]locking.ClaimResult, len(reqs))
+	for i, r := range reqs {
+		if kv := kvs[i]; kv != nil && string(kv.Value) == r.Owner {
+			out[i].Grant, out[i].Err = b.repeated(r.Key, r.Owner, kv, r.TTL)
+			continue
+		}
+		b.orphan(r.Key, r.Owner, s, true)
+		out[i].Err = b.fail(ctx, op, r.Key.String(), cause)
+	}
+	return out
 }
 
 // RenewsFromSession implements locking.SessionRenewer: Renew answers from the

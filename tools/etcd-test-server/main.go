@@ -36,6 +36,7 @@ func main() {
 	keyFile := flag.String("key-file", "", "PEM key of --cert-file")
 	trustedCA := flag.String("trusted-ca-file", "", "PEM authority that signs client certificates (for --client-cert-auth)")
 	clientCertAuth := flag.Bool("client-cert-auth", false, "refuse clients without a certificate signed by --trusted-ca-file")
+	maxTxnOps := flag.Uint("max-txn-ops", embed.DefaultMaxTxnOps, "maximum number of operations permitted in a transaction")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("etcd-test-server: ")
@@ -69,6 +70,7 @@ func main() {
 	cfg.ClientTLSInfo.KeyFile = *keyFile
 	cfg.ClientTLSInfo.TrustedCAFile = *trustedCA
 	cfg.ClientTLSInfo.ClientCertAuth = *clientCertAuth
+	cfg.MaxTxnOps = *maxTxnOps
 	cfg.ListenPeerUrls = []url.URL{peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
 	// Ignored by etcd when the data dir already holds a member: a restart
