@@ -184,7 +184,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		}
 		if next := j.Schedule.Next(start); !next.IsZero() {
-			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+			at := s.startAt(j, next)
+			prev := start
+			if len(missed) > 0 && !s.o.SkipCatchUp {
+				// Its missed ticks are claimed first (the newest at once, the
+				// others by the catch-up): no claim ahead of this one's instant.
+				prev = at
+			}
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(at, prev)})
 		}
 	}
 	// The newest missed ticks are claimed before any new tick, so that a job's
@@ -229,7 +236,7 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 			}
 		}
 		top := (*q)[0]
-		if wait := top.at.Sub(s.o.Clock.Now()); wait > 0 {
+		if wait := top.claimAt.Sub(s.o.Clock.Now()); wait > 0 {
 			t := s.o.Clock.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -249,15 +256,42 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 	}
 }
 
-// fireDue pops every tick that is due and races for them: the ticks that fell
-// together are claimed in one batch (one round trip on backends that pipeline),
-// then each runs or waits in its own goroutine.
+// claimAhead is how long before a tick's start the replica claims it. The
+// claims of a thousand ticks that share an instant then travel, and their
+// leases are built, before the instant; at the instant only the runs start.
+// A run never starts before its instant, and the overlap policy is applied at
+// the instant. Capped at a tenth of the TTL (see Scheduler.lead).
+const claimAhead = 100 * time.Millisecond
+
+// lead is how long before its start a tick is claimed.
+func (s *Scheduler) lead() time.Duration { return min(claimAhead, s.o.TTL/10) }
+
+// claimAt is when the dispatcher claims a tick that starts at at, the tick
+// before it of the same job starting at prev: lead before at, but never
+// before prev, so that a job's claims keep the order of its ticks at least as
+// far apart as the ticks themselves. (After a catch-up, prev is at: the
+// catch-up claims the older ticks first, as it did before claims went ahead.)
+func (s *Scheduler) claimAt(at, prev time.Time) time.Time {
+	c := at.Add(-s.lead())
+	if c.Before(prev) {
+		c = prev
+	}
+	if c.After(at) {
+		c = at
+	}
+	return c
+}
+
+// fireDue pops every tick that is due to be claimed and races for them: the
+// ticks are claimed ahead of their instant (claimAhead), in batches (one round
+// trip each on backends that pipeline), and each tick's run starts at its
+// instant, or as soon as its own claim's result arrives if that is later.
 func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 	var batch []*tick
 	now := s.o.Clock.Now()
-	for q.Len() > 0 && !(*q)[0].at.After(now) {
+	for q.Len() > 0 && !(*q)[0].claimAt.After(now) {
 		top := heap.Pop(q).(*tick)
-		j, fire := top.job, top.fire
+		j, fire, prev := top.job, top.fire, top.at
 		if late := now.Sub(fire); late > j.StartingDeadline {
 			// The replica was paused or its clock jumped: everything between
 			// fire and now fell without it. Treat it as a catch-up.
@@ -269,25 +303,45 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			}
 			s.spawn(func() { s.catchUp(ctx, j, missed, nil) })
 			fire = missed[len(missed)-1]
+			prev = time.Time{} // the next tick: no claim ahead of the catch-up's
 		} else {
-			s.emit(Event{Kind: EventFired, Job: j.Name, Tick: fire})
-			batch = append(batch, &tick{job: j, fire: fire})
+			batch = append(batch, top)
 		}
 		if next := j.Schedule.Next(fire); !next.IsZero() {
-			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+			at := s.startAt(j, next)
+			if prev.IsZero() {
+				prev = at
+			}
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(at, prev)})
 		}
 	}
 	if len(batch) == 0 {
 		return
 	}
+	// One gate per instant: closed when the instant comes, it lets the runs of
+	// the ticks that start then go, all at once.
+	for lo := 0; lo < len(batch); {
+		hi := lo + 1
+		for hi < len(batch) && batch[hi].at.Equal(batch[lo].at) {
+			hi++
+		}
+		g := s.gate(ctx, batch[lo].at, now)
+		for _, t := range batch[lo:hi] {
+			t.gate = g
+		}
+		lo = hi
+	}
 	if len(batch) == 1 || !s.locker.Batches() {
 		for _, t := range batch {
-			s.spawn(func() { s.handle(ctx, t.job, t.fire, true, nil) })
+			s.spawn(func() {
+				lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
+				s.start(ctx, t, &claimed{lease: lease, err: err})
+			})
 		}
 		return
 	}
 	// Chunks of batchSize, claimed concurrently: a few round trips in all, and
-	// the first jobs start while later chunks are still being claimed.
+	// each run may start as soon as its own chunk is claimed.
 	for lo := 0; lo < len(batch); lo += batchSize {
 		chunk := batch[lo:min(lo+batchSize, len(batch))]
 		s.runs.Add(1)
@@ -300,7 +354,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
 			for i, t := range chunk {
 				first := &claimed{lease: leases[i], err: errs[i]}
-				s.spawn(func() { s.handle(ctx, t.job, t.fire, true, first) })
+				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
 	}
@@ -308,6 +362,43 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 
 // batchSize is how many ticks of one instant a batch claim carries.
 const batchSize = 64
+
+// gate returns a channel closed at the instant at (now is the current time).
+func (s *Scheduler) gate(ctx context.Context, at, now time.Time) <-chan struct{} {
+	ch := make(chan struct{})
+	wait := at.Sub(now)
+	if wait <= 0 {
+		close(ch)
+		return ch
+	}
+	s.spawn(func() {
+		defer close(ch)
+		_ = sleep(ctx, s.o.Clock, wait)
+	})
+	return ch
+}
+
+// start waits for a claimed tick's instant, then takes part in the tick with
+// the claim's outcome. If the replica shuts down before the instant, the tick
+// is released untouched, as if it had never been claimed.
+func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
+	select {
+	case <-t.gate:
+	default:
+		select {
+		case <-t.gate:
+		case <-ctx.Done():
+			if first.lease != nil {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+				_ = first.lease.Release(rctx)
+				cancel()
+			}
+			return
+		}
+	}
+	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
+	s.handle(ctx, t.job, t.fire, true, first)
+}
 
 // startAt is when this replica starts racing for a tick: its instant plus the
 // job's deterministic jitter.
@@ -404,9 +495,11 @@ func (s *Scheduler) emit(e Event) {
 
 // tick is one pending fire in the dispatch queue.
 type tick struct {
-	job  *Job
-	fire time.Time // the scheduled instant: the tick's name
-	at   time.Time // when to start racing (fire + jitter)
+	job     *Job
+	fire    time.Time // the scheduled instant: the tick's name
+	at      time.Time // when to start racing (fire + jitter)
+	claimAt time.Time // when to claim it (see Scheduler.claimAt)
+	gate    <-chan struct{}
 }
 
 // tickQueue is a min-heap of ticks by start time.
