@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -325,9 +326,9 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		for hi < len(batch) && batch[hi].at.Equal(batch[lo].at) {
 			hi++
 		}
-		g := s.gate(ctx, batch[lo].at, now)
+		w := s.gate(ctx, batch[lo].at, now)
 		for _, t := range batch[lo:hi] {
-			t.gate = g
+			t.wave = w
 		}
 		lo = hi
 	}
@@ -335,6 +336,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		for _, t := range batch {
 			s.spawn(func() {
 				lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
+				t.wave.arrive()
 				s.start(ctx, t, &claimed{lease: lease, err: err})
 			})
 		}
@@ -354,6 +356,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
 			for i, t := range chunk {
 				first := &claimed{lease: leases[i], err: errs[i]}
+				t.wave.arrive()
 				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
@@ -363,31 +366,77 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 // batchSize is how many ticks of one instant a batch claim carries.
 const batchSize = 64
 
-// gate returns a channel closed at the instant at (now is the current time).
-func (s *Scheduler) gate(ctx context.Context, at, now time.Time) <-chan struct{} {
-	ch := make(chan struct{})
+// gate returns the wave of the ticks that start at the instant at (now is the
+// current time): its gate is closed when the instant comes.
+func (s *Scheduler) gate(ctx context.Context, at, now time.Time) *wave {
+	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
 	wait := at.Sub(now)
 	if wait <= 0 {
-		close(ch)
-		return ch
+		w.open()
+		return w
 	}
 	s.spawn(func() {
-		defer close(ch)
+		defer w.open()
 		_ = sleep(ctx, s.o.Clock, wait)
 	})
-	return ch
+	return w
+}
+
+// A wave is the ticks that start at one instant: their runs start together
+// when its gate opens, and the bookkeeping of runs that end (completion,
+// records) waits until every tick that was waiting at the gate has gone
+// through it, so that with a thousand ticks on one instant the starts come
+// first and do not queue behind the completions of the fastest runs.
+type wave struct {
+	gate    chan struct{} // closed at the instant
+	started chan struct{} // closed once the waiting ticks went through the gate
+	waiting atomic.Int64  // ticks waiting at the gate or not yet through it
+	opened  atomic.Bool
+	once    sync.Once
+}
+
+// open opens the gate.
+func (w *wave) open() {
+	w.opened.Store(true)
+	close(w.gate)
+	if w.waiting.Load() == 0 {
+		w.once.Do(func() { close(w.started) })
+	}
+}
+
+// arrive counts a tick waiting at the gate (its claim was answered).
+func (w *wave) arrive() { w.waiting.Add(1) }
+
+// pass counts a tick through the gate (or given up at shutdown).
+func (w *wave) pass() {
+	if w.waiting.Add(-1) == 0 && w.opened.Load() {
+		w.once.Do(func() { close(w.started) })
+	}
+}
+
+type waveKey struct{}
+
+// afterStarts waits, in a run that ended, until the other ticks of its wave
+// (if it has one) went through the gate.
+func (s *Scheduler) afterStarts(ctx context.Context) {
+	if w, ok := ctx.Value(waveKey{}).(*wave); ok {
+		<-w.started
+	}
 }
 
 // start waits for a claimed tick's instant, then takes part in the tick with
 // the claim's outcome. If the replica shuts down before the instant, the tick
-// is released untouched, as if it had never been claimed.
+// is released untouched, as if it had never been claimed. The tick arrived at
+// its wave's gate when its claim was answered.
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
+	w := t.wave
 	select {
-	case <-t.gate:
+	case <-w.gate:
 	default:
 		select {
-		case <-t.gate:
+		case <-w.gate:
 		case <-ctx.Done():
+			w.pass()
 			if first.lease != nil {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
 				_ = first.lease.Release(rctx)
@@ -396,8 +445,9 @@ func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 			return
 		}
 	}
+	w.pass()
 	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
-	s.handle(ctx, t.job, t.fire, true, first)
+	s.handle(context.WithValue(ctx, waveKey{}, w), t.job, t.fire, true, first)
 }
 
 // startAt is when this replica starts racing for a tick: its instant plus the
@@ -499,7 +549,7 @@ type tick struct {
 	fire    time.Time // the scheduled instant: the tick's name
 	at      time.Time // when to start racing (fire + jitter)
 	claimAt time.Time // when to claim it (see Scheduler.claimAt)
-	gate    <-chan struct{}
+	wave    *wave     // the ticks that start together with it
 }
 
 // tickQueue is a min-heap of ticks by start time.
