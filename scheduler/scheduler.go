@@ -173,12 +173,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	var catchUps []catchUp
 	var latest []*tick // the newest missed tick of each run_latest job
+	s.status.size(len(table))
 	for _, j := range table {
-		missed := j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
+		var missed []time.Time
+		if !s.o.SkipCatchUp {
+			missed = j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
+		}
 		if len(missed) > maxCatchUp {
 			missed = missed[len(missed)-maxCatchUp:]
 		}
-		if len(missed) > 0 && !s.o.SkipCatchUp {
+		if len(missed) > 0 {
 			catchUps = append(catchUps, catchUp{j, missed})
 			if j.Misfire == MisfireRunLatest {
 				latest = append(latest, &tick{job: j, fire: missed[len(missed)-1]})
@@ -187,7 +191,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if next := j.Schedule.Next(start); !next.IsZero() {
 			at := s.startAt(j, next)
 			prev := start
-			if len(missed) > 0 && !s.o.SkipCatchUp {
+			if len(missed) > 0 {
 				// Its missed ticks are claimed first (the newest at once, the
 				// others by the catch-up): no claim ahead of this one's instant.
 				prev = at

@@ -87,9 +87,26 @@ type runKey struct {
 	tick time.Time
 }
 
+// size makes room for the ticks of n jobs, so that the maps do not grow (under
+// the lock every tick takes) while the first ticks run.
+func (st *status) size(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.last == nil {
+		st.last = make(map[string]TickResult, n)
+		st.running = make(map[runKey]RunningTick, n)
+	}
+}
+
 // observe updates the status with e. It is called for every event, before
 // Options.Observe.
 func (s *Scheduler) observe(e Event) {
+	switch e.Kind {
+	case EventWon, EventTakeover, EventFinished, EventSkipped, EventMissed, EventLeaseLost,
+		EventLostRace, EventAlreadyDone, EventUnavailable:
+	default:
+		return // no change to the status (a tick fired, a clock estimate, ...)
+	} // (keep this list in step with the two switches below)
 	now := s.o.Clock.Now()
 	st := &s.status
 	st.mu.Lock()
