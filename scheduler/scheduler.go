@@ -428,26 +428,50 @@ func (s *Scheduler) afterStarts(ctx context.Context) {
 	}
 }
 
+// runStack is about the stack that handling a tick takes below start: its
+// handling, the run, the job's call, and the completion through the Locker to
+// the backend (the deepest frames, in a CPU profile of FirePrecision, need a
+// 16 KiB stack).
+const runStack = 14 << 10
+
+// waitGate waits until gate is closed (true) or ctx ends first (false). Its
+// frame holds runStack bytes, so that the goroutine's stack grows to what the
+// tick's handling needs while it waits, when the stack is shallow and cheap to
+// copy, and is not shrunk by a collection meanwhile (it is in use). Otherwise
+// it grows twice during the run, each time copying and adjusting every frame
+// of a deep stack: a fifth of the CPU time of a thousand ticks, measured.
+//
+//go:noinline
+func waitGate(ctx context.Context, gate <-chan struct{}) bool {
+	var pad [runStack]byte
+	opened := true
+	select {
+	case <-gate:
+	default:
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			opened = false
+		}
+	}
+	// pad is all zero: reading it keeps it, and the stack it takes, until here.
+	return opened && pad[len(pad)-1] == 0
+}
+
 // start waits for a claimed tick's instant, then takes part in the tick with
 // the claim's outcome. If the replica shuts down before the instant, the tick
 // is released untouched, as if it had never been claimed. The tick arrived at
 // its wave's gate when its claim was answered.
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 	w := t.wave
-	select {
-	case <-w.gate:
-	default:
-		select {
-		case <-w.gate:
-		case <-ctx.Done():
-			w.pass()
-			if first.lease != nil {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
-				_ = first.lease.Release(rctx)
-				cancel()
-			}
-			return
+	if !waitGate(ctx, w.gate) {
+		w.pass()
+		if first.lease != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+			_ = first.lease.Release(rctx)
+			cancel()
 		}
+		return
 	}
 	w.pass()
 	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
