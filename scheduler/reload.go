@@ -54,7 +54,7 @@ func (s *Scheduler) requeue(q *tickQueue, table []*Job) {
 		}
 		if next := j.Schedule.Next(from); !next.IsZero() {
 			at := s.startAt(j, next)
-			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(at, prev)})
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
 }

@@ -196,7 +196,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				// others by the catch-up): no claim ahead of this one's instant.
 				prev = at
 			}
-			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(at, prev)})
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
 	// The newest missed ticks are claimed before any new tick, so that a job's
@@ -266,18 +266,31 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 // leases are built, before the instant; at the instant only the runs start.
 // A run never starts before its instant, and the overlap policy is applied at
 // the instant. Capped at a tenth of the TTL (see Scheduler.lead).
+//
+// Only ticks of jobs with overlap allow are claimed ahead. The other policies
+// hold the job's running key for the run, claimed at the instant; if the
+// runner died, a survivor takes the tick over once the tick's key expires,
+// and must then find the dead runner's running key expired too, or it would
+// skip the tick as overlapping. Both keys are claimed at the instant, so they
+// expire together. (Those runs also make a round trip at the instant for the
+// running key, which bounds their precision anyway.)
 const claimAhead = 100 * time.Millisecond
 
-// lead is how long before its start a tick is claimed.
-func (s *Scheduler) lead() time.Duration { return min(claimAhead, s.o.TTL/10) }
+// lead is how long before its start a tick of j is claimed.
+func (s *Scheduler) lead(j *Job) time.Duration {
+	if j.Overlap != OverlapAllow {
+		return 0
+	}
+	return min(claimAhead, s.o.TTL/10)
+}
 
-// claimAt is when the dispatcher claims a tick that starts at at, the tick
-// before it of the same job starting at prev: lead before at, but never
+// claimAt is when the dispatcher claims a tick of j that starts at at, the
+// tick before it of the same job starting at prev: lead before at, but never
 // before prev, so that a job's claims keep the order of its ticks at least as
 // far apart as the ticks themselves. (After a catch-up, prev is at: the
 // catch-up claims the older ticks first, as it did before claims went ahead.)
-func (s *Scheduler) claimAt(at, prev time.Time) time.Time {
-	c := at.Add(-s.lead())
+func (s *Scheduler) claimAt(j *Job, at, prev time.Time) time.Time {
+	c := at.Add(-s.lead(j))
 	if c.Before(prev) {
 		c = prev
 	}
@@ -317,7 +330,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			if prev.IsZero() {
 				prev = at
 			}
-			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(at, prev)})
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
 	if len(batch) == 0 {

@@ -397,12 +397,9 @@ func TestLeaseLossCancelsAndTakeover(t *testing.T) {
 		begin := time.Now()
 		start(t, newScheduler(t, newLocker(t, fa, ttl), "a", ttl, js, nil))
 		start(t, newScheduler(t, newLocker(t, fb, ttl), "b", ttl, js, nil))
-		// b is slow to reach the backend around the tick, so a wins it: cut
-		// from before the replicas claim it (up to 100ms ahead of its instant)
-		// until just after the instant.
-		time.Sleep(begin.Add(29*time.Second - 300*time.Millisecond).Sub(time.Now()))
-		fb.Cut()
-		time.Sleep(350 * time.Millisecond)
+		time.Sleep(begin.Add(29*time.Second - 100*time.Millisecond).Sub(time.Now()))
+		fb.Cut() // b is slow to reach the backend at the tick, so a wins it
+		time.Sleep(150 * time.Millisecond)
 		fb.Heal()
 		time.Sleep(45 * time.Second)
 		fa.Heal()
@@ -844,16 +841,21 @@ func noCatchUp(t *testing.T, l *locking.Locker, js []scheduler.Job) *scheduler.S
 	return s
 }
 
-// TestClaimAheadRunAtInstant: ticks are claimed shortly before their instant
-// (in a batch when they share it), and their runs start exactly at it.
+// TestClaimAheadRunAtInstant: ticks of jobs with overlap allow are claimed
+// shortly before their instant (in a batch when they share it), and their
+// runs start exactly at it; ticks of other jobs are claimed at the instant.
 func TestClaimAheadRunAtInstant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &claimTimes{Backend: memlock.New()}
 		var mu sync.Mutex
 		started := map[locking.Key]time.Time{}
 		var js []scheduler.Job
-		for _, name := range []string{"a", "b", "c"} {
-			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 10s"),
+		for _, name := range []string{"a", "b", "c", "skip"} {
+			overlap := scheduler.OverlapAllow
+			if name == "skip" {
+				overlap = scheduler.OverlapSkip
+			}
+			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 10s"), Overlap: overlap,
 				Func: func(ctx context.Context, r jobs.Run) error {
 					mu.Lock()
 					started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
@@ -879,12 +881,18 @@ func TestClaimAheadRunAtInstant(t *testing.T) {
 			if !at.Equal(tick) {
 				t.Errorf("%s started at %v, want at its instant", key, at)
 			}
-			if claimed := b.at[key]; claimed.IsZero() || !claimed.Before(tick) || tick.Sub(claimed) > 100*time.Millisecond {
+			claimed := b.at[key]
+			switch {
+			case key.Scope == "skip":
+				if !claimed.Equal(tick) {
+					t.Errorf("%s claimed at %v, want at its instant", key, claimed)
+				}
+			case claimed.IsZero() || !claimed.Before(tick) || tick.Sub(claimed) > 100*time.Millisecond:
 				t.Errorf("%s claimed at %v, want in the 100ms before its instant", key, claimed)
 			}
 		}
-		if n != 6 {
-			t.Errorf("%d runs of ticks after the start, want 6", n)
+		if n != 8 {
+			t.Errorf("%d runs of ticks after the start, want 8", n)
 		}
 	})
 }
@@ -895,7 +903,7 @@ func TestShutdownBeforeInstantReleasesClaim(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &claimTimes{Backend: memlock.New()}
 		var log runLog
-		js := []scheduler.Job{{Name: "once", Schedule: mustSchedule(t, "@every 10s"),
+		js := []scheduler.Job{{Name: "once", Schedule: mustSchedule(t, "@every 10s"), Overlap: scheduler.OverlapAllow,
 			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}}
 		time.Sleep(time.Second)
 		stop := start(t, noCatchUp(t, newLocker(t, b, 3*time.Second), js))
