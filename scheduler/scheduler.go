@@ -384,7 +384,8 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 const batchSize = 64
 
 // gate returns the wave of the ticks that start at the instant at (now is the
-// current time): its gate is closed when the instant comes.
+// current time): its gate is opened when the instant comes, or when ctx ends
+// first (then the wave is cancelled).
 func (s *Scheduler) gate(ctx context.Context, at, now time.Time) *wave {
 	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
 	wait := at.Sub(now)
@@ -393,8 +394,10 @@ func (s *Scheduler) gate(ctx context.Context, at, now time.Time) *wave {
 		return w
 	}
 	s.spawn(func() {
-		defer w.open()
-		_ = sleep(ctx, s.o.Clock, wait)
+		if sleep(ctx, s.o.Clock, wait) != nil {
+			w.cancelled = true
+		}
+		w.open()
 	})
 	return w
 }
@@ -405,11 +408,12 @@ func (s *Scheduler) gate(ctx context.Context, at, now time.Time) *wave {
 // through it, so that with a thousand ticks on one instant the starts come
 // first and do not queue behind the completions of the fastest runs.
 type wave struct {
-	gate    chan struct{} // closed at the instant
-	started chan struct{} // closed once the waiting ticks went through the gate
-	waiting atomic.Int64  // ticks waiting at the gate or not yet through it
-	opened  atomic.Bool
-	once    sync.Once
+	gate      chan struct{} // closed at the instant, or at shutdown before it
+	cancelled bool          // shut down before the instant; set before gate is closed
+	started   chan struct{} // closed once the waiting ticks went through the gate
+	waiting   atomic.Int64  // ticks waiting at the gate or not yet through it
+	opened    atomic.Bool
+	once      sync.Once
 }
 
 // open opens the gate.
@@ -447,28 +451,20 @@ func (s *Scheduler) afterStarts(ctx context.Context) {
 // 16 KiB stack).
 const runStack = 14 << 10
 
-// waitGate waits until gate is closed (true) or ctx ends first (false). Its
-// frame holds runStack bytes, so that the goroutine's stack grows to what the
+// waitGate waits until w's gate opens and reports whether the instant came
+// (false: shutdown came first). It waits on the gate alone, not also on the
+// context that a thousand ticks share. Its frame holds runStack bytes, so that the goroutine's stack grows to what the
 // tick's handling needs while it waits, when the stack is shallow and cheap to
 // copy, and is not shrunk by a collection meanwhile (it is in use). Otherwise
 // it grows twice during the run, each time copying and adjusting every frame
 // of a deep stack: a fifth of the CPU time of a thousand ticks, measured.
 //
 //go:noinline
-func waitGate(ctx context.Context, gate <-chan struct{}) bool {
+func waitGate(w *wave) bool {
 	var pad [runStack]byte
-	opened := true
-	select {
-	case <-gate:
-	default:
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			opened = false
-		}
-	}
+	<-w.gate
 	// pad is all zero: reading it keeps it, and the stack it takes, until here.
-	return opened && pad[len(pad)-1] == 0
+	return !w.cancelled && pad[len(pad)-1] == 0
 }
 
 // start waits for a claimed tick's instant, then takes part in the tick with
@@ -477,7 +473,7 @@ func waitGate(ctx context.Context, gate <-chan struct{}) bool {
 // its wave's gate when its claim was answered.
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 	w := t.wave
-	if !waitGate(ctx, w.gate) {
+	if !waitGate(w) {
 		w.pass()
 		if first.lease != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
