@@ -88,13 +88,15 @@ type runKey struct {
 }
 
 // size makes room for the ticks of n jobs, so that the maps do not grow (under
-// the lock every tick takes) while the first ticks run.
+// the lock every tick takes) while the first ticks run. last gets an entry per
+// job sooner or later; running only as many as run at once, which a large
+// table of rare jobs never comes close to.
 func (st *status) size(n int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.last == nil {
 		st.last = make(map[string]TickResult, n)
-		st.running = make(map[runKey]RunningTick, n)
+		st.running = make(map[runKey]RunningTick, min(n, 1024))
 	}
 }
 
