@@ -388,60 +388,82 @@ const batchSize = 64
 // first (then the wave is cancelled).
 func (s *Scheduler) gate(ctx context.Context, at, now time.Time) *wave {
 	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
+	bound := min(maxStartWait, s.o.TTL/10)
 	wait := at.Sub(now)
 	if wait <= 0 {
-		w.open()
+		w.open(s.o.Clock, bound)
 		return w
 	}
 	s.spawn(func() {
 		if sleep(ctx, s.o.Clock, wait) != nil {
 			w.cancelled = true
 		}
-		w.open()
+		w.open(s.o.Clock, bound)
 	})
 	return w
 }
 
+// maxStartWait bounds how long after its instant a run that ended waits for
+// the other runs of its wave to start (capped at a tenth of the TTL): a tick
+// may wait inside its handling (a lost race, an overlap policy) for a long
+// time without starting.
+const maxStartWait = 50 * time.Millisecond
+
 // A wave is the ticks that start at one instant: their runs start together
 // when its gate opens, and the bookkeeping of runs that end (completion,
-// records) waits until every tick that was waiting at the gate has gone
-// through it, so that with a thousand ticks on one instant the starts come
-// first and do not queue behind the completions of the fastest runs.
+// records) waits until every tick that was waiting at the gate has started
+// its job or ended its handling (or maxStartWait passed), so that with a
+// thousand ticks on one instant the starts come first, and a start that had
+// to wait for a lock does not queue behind a thousand completions.
 type wave struct {
 	gate      chan struct{} // closed at the instant, or at shutdown before it
 	cancelled bool          // shut down before the instant; set before gate is closed
-	started   chan struct{} // closed once the waiting ticks went through the gate
-	waiting   atomic.Int64  // ticks waiting at the gate or not yet through it
+	started   chan struct{} // closed once the ticks that waited have started
+	waiting   atomic.Int64  // ticks that arrived and have not started
 	opened    atomic.Bool
 	once      sync.Once
 }
 
-// open opens the gate.
-func (w *wave) open() {
+// open opens the gate, and bounds the wait for the starts.
+func (w *wave) open(c locking.Clock, bound time.Duration) {
 	w.opened.Store(true)
 	close(w.gate)
 	if w.waiting.Load() == 0 {
-		w.once.Do(func() { close(w.started) })
+		w.release()
+		return
 	}
+	c.AfterFunc(bound, w.release)
 }
+
+// release lets the runs that ended go on.
+func (w *wave) release() { w.once.Do(func() { close(w.started) }) }
 
 // arrive counts a tick waiting at the gate (its claim was answered).
 func (w *wave) arrive() { w.waiting.Add(1) }
 
-// pass counts a tick through the gate (or given up at shutdown).
-func (w *wave) pass() {
-	if w.waiting.Add(-1) == 0 && w.opened.Load() {
-		w.once.Do(func() { close(w.started) })
+// markStarted counts, once, a tick that arrived as started: its job started,
+// or its handling ended, or the replica shut down before the instant.
+func (t *tick) markStarted() {
+	if t.started.CompareAndSwap(false, true) && t.wave.waiting.Add(-1) == 0 && t.wave.opened.Load() {
+		t.wave.release()
 	}
 }
 
-type waveKey struct{}
+type tickKey struct{}
+
+// jobStarting notes, in a run about to call its job, that the tick of ctx
+// (if it is one of a wave) started.
+func (s *Scheduler) jobStarting(ctx context.Context) {
+	if t, ok := ctx.Value(tickKey{}).(*tick); ok {
+		t.markStarted()
+	}
+}
 
 // afterStarts waits, in a run that ended, until the other ticks of its wave
-// (if it has one) went through the gate.
+// (if it has one) started.
 func (s *Scheduler) afterStarts(ctx context.Context) {
-	if w, ok := ctx.Value(waveKey{}).(*wave); ok {
-		<-w.started
+	if t, ok := ctx.Value(tickKey{}).(*tick); ok {
+		<-t.wave.started
 	}
 }
 
@@ -453,11 +475,12 @@ const runStack = 14 << 10
 
 // waitGate waits until w's gate opens and reports whether the instant came
 // (false: shutdown came first). It waits on the gate alone, not also on the
-// context that a thousand ticks share. Its frame holds runStack bytes, so that the goroutine's stack grows to what the
-// tick's handling needs while it waits, when the stack is shallow and cheap to
-// copy, and is not shrunk by a collection meanwhile (it is in use). Otherwise
-// it grows twice during the run, each time copying and adjusting every frame
-// of a deep stack: a fifth of the CPU time of a thousand ticks, measured.
+// context that a thousand ticks share. Its frame holds runStack bytes, so
+// that the goroutine's stack grows to what the tick's handling needs while it
+// waits, when the stack is shallow and cheap to copy, and is not shrunk by a
+// collection meanwhile (it is in use). Otherwise it grows twice during the
+// run, each time copying and adjusting every frame of a deep stack: a fifth
+// of the CPU time of a thousand ticks, measured.
 //
 //go:noinline
 func waitGate(w *wave) bool {
@@ -472,9 +495,8 @@ func waitGate(w *wave) bool {
 // is released untouched, as if it had never been claimed. The tick arrived at
 // its wave's gate when its claim was answered.
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
-	w := t.wave
-	if !waitGate(w) {
-		w.pass()
+	defer t.markStarted() // if its job did not start
+	if !waitGate(t.wave) {
 		if first.lease != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
 			_ = first.lease.Release(rctx)
@@ -482,9 +504,8 @@ func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 		}
 		return
 	}
-	w.pass()
 	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
-	s.handle(context.WithValue(ctx, waveKey{}, w), t.job, t.fire, true, first)
+	s.handle(context.WithValue(ctx, tickKey{}, t), t.job, t.fire, true, first)
 }
 
 // startAt is when this replica starts racing for a tick: its instant plus the
@@ -583,10 +604,11 @@ func (s *Scheduler) emit(e Event) {
 // tick is one pending fire in the dispatch queue.
 type tick struct {
 	job     *Job
-	fire    time.Time // the scheduled instant: the tick's name
-	at      time.Time // when to start racing (fire + jitter)
-	claimAt time.Time // when to claim it (see Scheduler.claimAt)
-	wave    *wave     // the ticks that start together with it
+	fire    time.Time   // the scheduled instant: the tick's name
+	at      time.Time   // when to start racing (fire + jitter)
+	claimAt time.Time   // when to claim it (see Scheduler.claimAt)
+	wave    *wave       // the ticks that start together with it
+	started atomic.Bool // its job started, or its handling ended (markStarted)
 }
 
 // tickQueue is a min-heap of ticks by start time.

@@ -264,6 +264,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	started := s.o.Clock.Now()
 	base := jobs.Run{Job: j.Name, Scheduled: fire, Token: lease.Token(), Replica: s.o.Replica, Args: j.Args}
 	last := attempt
+	s.jobStarting(ctx)
 	err := jobs.Retry(rctx, j.Retries+1, j.RetryBackoff, func(ctx context.Context, n int) error {
 		r := base
 		r.Attempt = attempt + n - 1
