@@ -87,15 +87,15 @@ type runKey struct {
 	tick time.Time
 }
 
-// size makes room for the ticks of n jobs, so that the maps do not grow (under
-// the lock every tick takes) while the first ticks run. last gets an entry per
-// job sooner or later; running only as many as run at once, which a large
-// table of rare jobs never comes close to.
+// size makes room for the ticks of n jobs that start together, so that the
+// running map does not grow (under the lock every start takes) while the
+// first of them start; at most 1,024, which a large table of rare jobs never
+// comes close to. (last is written when runs end, after their wave started.)
 func (st *status) size(n int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.last == nil {
-		st.last = make(map[string]TickResult, n)
+		st.last = map[string]TickResult{}
 		st.running = make(map[runKey]RunningTick, min(n, 1024))
 	}
 }
