@@ -201,30 +201,13 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		fmt.Fprintf(o.Log, "chaos %s %7.2fs: %s\n", o.Backend, time.Since(began).Seconds(), fmt.Sprintf(format, args...))
 	}
 	rep = Report{Backend: o.Backend, Seed: o.Seed, Faults: map[string]int{}}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "oncecron-chaos-"+o.Backend+"-")
-		if err != nil {
-			return rep, err
-		}
-		r.dir = d
-		defer func() {
-			if o.Keep || err != nil || len(rep.Violations) > 0 {
-				r.log("kept %s", d)
-				return
-			}
-			os.RemoveAll(d)
-		}()
-	} else {
-		r.dir = o.Dir
-		if err := os.MkdirAll(r.dir, 0o755); err != nil {
-			return rep, err
-		}
-	}
-	rep.Dir = r.dir
-	r.log("seed %d, %d replicas, faults for %v, files in %s", o.Seed, o.Replicas, o.Duration, r.dir)
-	if err := os.WriteFile(filepath.Join(r.dir, "job.sh"), []byte(jobScript), 0o755); err != nil {
+	done, err := r.makeDir("oncecron-chaos-"+o.Backend+"-", o.Dir)
+	if err != nil {
 		return rep, err
 	}
+	defer func() { done(o.Keep || err != nil || len(rep.Violations) > 0) }()
+	rep.Dir = r.dir
+	r.log("seed %d, %d replicas, faults for %v, files in %s", o.Seed, o.Replicas, o.Duration, r.dir)
 
 	srvDir := filepath.Join(r.dir, "server")
 	if err := os.MkdirAll(srvDir, 0o755); err != nil {
@@ -422,6 +405,35 @@ func (r *runner) inject(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// makeDir sets r.dir to dir, or to a new temporary directory named with prefix
+// when dir is "", and writes the job script there. The function it returns
+// removes a temporary directory unless keep is true (then it logs where it is).
+func (r *runner) makeDir(prefix, dir string) (func(keep bool), error) {
+	done := func(bool) {}
+	if dir == "" {
+		d, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return done, err
+		}
+		dir = d
+		done = func(keep bool) {
+			if keep {
+				r.log("kept %s", d)
+				return
+			}
+			os.RemoveAll(d)
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return done, err
+	}
+	r.dir = dir
+	if err := os.WriteFile(filepath.Join(dir, "job.sh"), []byte(jobScript), 0o755); err != nil {
+		done(false)
+		return func(bool) {}, err
+	}
+	return done, nil
 }
 
 func (r *runner) startReplica(rp *replica) error {

@@ -115,29 +115,12 @@ func Failover(ctx context.Context, o FailoverOptions) (rep FailoverReport, err e
 	if o.Backend == "zookeeper" {
 		rep.Hold = o.ZKSessionTimeout
 	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "oncecron-failover-"+o.Backend+"-")
-		if err != nil {
-			return rep, err
-		}
-		r.dir = d
-		defer func() {
-			if o.Keep || err != nil || rep.NoTakeover > 0 {
-				r.log("kept %s", d)
-				return
-			}
-			os.RemoveAll(d)
-		}()
-	} else {
-		r.dir = o.Dir
-		if err := os.MkdirAll(r.dir, 0o755); err != nil {
-			return rep, err
-		}
-	}
-	rep.Dir = r.dir
-	if err := os.WriteFile(filepath.Join(r.dir, "job.sh"), []byte(jobScript), 0o755); err != nil {
+	done, err := r.makeDir("oncecron-failover-"+o.Backend+"-", o.Dir)
+	if err != nil {
 		return rep, err
 	}
+	defer func() { done(o.Keep || err != nil || rep.NoTakeover > 0) }()
+	rep.Dir = r.dir
 	srvDir := filepath.Join(r.dir, "server")
 	if err := os.MkdirAll(srvDir, 0o755); err != nil {
 		return rep, err
