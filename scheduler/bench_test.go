@@ -100,9 +100,7 @@ const (
 // BenchmarkFirePrecision measures how late jobs start after their scheduled
 // instant with 1,000 jobs firing every second: bare robfig/cron (the floor: no
 // lock at all), oncecron on the in-memory backend, and oncecron on Redis (one
-// replica; every tick is a claim and a completion), with overlap allow (no
-// other key per run); and on memory with the default overlap skip. Run with
-// -benchtime=1x.
+// replica; every tick is a claim and a completion). Run with -benchtime=1x.
 func BenchmarkFirePrecision(b *testing.B) {
 	b.Run("robfig-cron", func(b *testing.B) {
 		for b.Loop() {
@@ -125,14 +123,7 @@ func BenchmarkFirePrecision(b *testing.B) {
 	})
 	b.Run("oncecron-memory", func(b *testing.B) {
 		for b.Loop() {
-			precision(b, memlock.New(), scheduler.OverlapAllow)
-		}
-	})
-	// The default overlap policy (skip): each run also holds the job's
-	// running key, claimed at the instant, and its tick is not claimed ahead.
-	b.Run("oncecron-memory-overlap-skip", func(b *testing.B) {
-		for b.Loop() {
-			precision(b, memlock.New(), scheduler.OverlapSkip)
+			precision(b, memlock.New())
 		}
 	})
 	b.Run("oncecron-redis", func(b *testing.B) {
@@ -145,18 +136,18 @@ func BenchmarkFirePrecision(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			precision(b, rb, scheduler.OverlapAllow)
+			precision(b, rb)
 			_ = rb.Close()
 		}
 	})
 }
 
-func precision(b *testing.B, backend locking.Backend, overlap scheduler.Overlap) {
+func precision(b *testing.B, backend locking.Backend) {
 	var lat latencies
 	var js []scheduler.Job
 	for i := range precisionJobs {
 		js = append(js, scheduler.Job{
-			Name: fmt.Sprintf("job-%04d", i), Schedule: mustScheduleB(b, "* * * * * *"), Overlap: overlap,
+			Name: fmt.Sprintf("job-%04d", i), Schedule: mustScheduleB(b, "* * * * * *"), Overlap: scheduler.OverlapAllow,
 			Func: func(ctx context.Context, r jobs.Run) error {
 				lat.addRun(time.Since(r.Scheduled), r.Job, r.Scheduled)
 				return nil

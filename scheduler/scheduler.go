@@ -343,7 +343,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		for hi < len(batch) && batch[hi].at.Equal(batch[lo].at) {
 			hi++
 		}
-		w := s.gate(ctx, batch[lo].at, now, hi-lo)
+		w := s.gate(ctx, batch[lo].at, now)
 		for _, t := range batch[lo:hi] {
 			t.wave = w
 		}
@@ -353,6 +353,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		for _, t := range batch {
 			s.spawn(func() {
 				lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
+				t.wave.arrive()
 				s.start(ctx, t, &claimed{lease: lease, err: err})
 			})
 		}
@@ -372,6 +373,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
 			for i, t := range chunk {
 				first := &claimed{lease: leases[i], err: errs[i]}
+				t.wave.arrive()
 				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
@@ -381,12 +383,11 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 // batchSize is how many ticks of one instant a batch claim carries.
 const batchSize = 64
 
-// gate returns the wave of the n ticks that start at the instant at (now is
-// the current time): its gate is opened when the instant comes, or when ctx
-// ends first (then the wave is cancelled).
-func (s *Scheduler) gate(ctx context.Context, at, now time.Time, n int) *wave {
+// gate returns the wave of the ticks that start at the instant at (now is the
+// current time): its gate is opened when the instant comes, or when ctx ends
+// first (then the wave is cancelled).
+func (s *Scheduler) gate(ctx context.Context, at, now time.Time) *wave {
 	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
-	w.waiting.Store(int64(n))
 	bound := min(maxStartWait, s.o.TTL/10)
 	wait := at.Sub(now)
 	if wait <= 0 {
@@ -410,15 +411,15 @@ const maxStartWait = 50 * time.Millisecond
 
 // A wave is the ticks that start at one instant: their runs start together
 // when its gate opens, and the bookkeeping of runs that end (completion,
-// records) waits until every tick of the wave has started its job or ended
-// its handling (or maxStartWait passed), so that with a thousand ticks on one
-// instant the starts come first, and a start that had to wait for a lock (or
-// for its claim's answer) does not queue behind a thousand completions.
+// records) waits until every tick that was waiting at the gate has started
+// its job or ended its handling (or maxStartWait passed), so that with a
+// thousand ticks on one instant the starts come first, and a start that had
+// to wait for a lock does not queue behind a thousand completions.
 type wave struct {
 	gate      chan struct{} // closed at the instant, or at shutdown before it
 	cancelled bool          // shut down before the instant; set before gate is closed
-	started   chan struct{} // closed once its ticks have started
-	waiting   atomic.Int64  // its ticks that have not started
+	started   chan struct{} // closed once the ticks that waited have started
+	waiting   atomic.Int64  // ticks that arrived and have not started
 	opened    atomic.Bool
 	once      sync.Once
 }
@@ -437,7 +438,10 @@ func (w *wave) open(c locking.Clock, bound time.Duration) {
 // release lets the runs that ended go on.
 func (w *wave) release() { w.once.Do(func() { close(w.started) }) }
 
-// markStarted counts, once, a tick of its wave as started: its job started,
+// arrive counts a tick waiting at the gate (its claim was answered).
+func (w *wave) arrive() { w.waiting.Add(1) }
+
+// markStarted counts, once, a tick that arrived as started: its job started,
 // or its handling ended, or the replica shut down before the instant.
 func (t *tick) markStarted() {
 	if t.started.CompareAndSwap(false, true) && t.wave.waiting.Add(-1) == 0 && t.wave.opened.Load() {
@@ -488,7 +492,8 @@ func waitGate(w *wave) bool {
 
 // start waits for a claimed tick's instant, then takes part in the tick with
 // the claim's outcome. If the replica shuts down before the instant, the tick
-// is released untouched, as if it had never been claimed.
+// is released untouched, as if it had never been claimed. The tick arrived at
+// its wave's gate when its claim was answered.
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 	defer t.markStarted() // if its job did not start
 	if !waitGate(t.wave) {
