@@ -146,7 +146,7 @@ func (ls *Lease) Check() error {
 		// A renewal in flight holds opMu; it will either move the deadline
 		// or find the lease lost itself, but Check answers now.
 		if ls.fromSession() && ls.opMu.TryLock() {
-			err := ls.renewLocked(ls.watchContext())
+			err := ls.renewLocked(ls.wctx)
 			ls.opMu.Unlock()
 			return err
 		}
@@ -349,8 +349,8 @@ func (ls *Lease) renewLocked(ctx context.Context) error {
 	}
 	ls.mu.Unlock()
 	if late {
-		ls.l.opts.logger.Info("lease renewed from its session after its local deadline passed (was the process paused?)",
-			ls.fields(zap.Time("deadline", nd))...)
+		ls.log.Info("lease renewed from its session after its local deadline passed (was the process paused?)",
+			zap.Time("deadline", nd))
 	}
 	return nil
 }
