@@ -22,16 +22,11 @@ import (
 	"github.com/oncecron/oncecron/scheduler"
 )
 
-// latencies collects scheduled-instant → start delays, the runs of each
-// tick (to count duplicates) and the process's CPU time.
+// latencies collects scheduled-instant → start delays.
 type latencies struct {
-	mu   sync.Mutex
-	d    []time.Duration
-	runs []tickID      // the tick of each run, when known
-	cpu  time.Duration // at start (see begin)
+	mu sync.Mutex
+	d  []time.Duration
 }
-
-func (l *latencies) begin() { l.cpu = cpuTime() }
 
 func (l *latencies) add(d time.Duration) {
 	l.mu.Lock()
@@ -39,22 +34,7 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-type tickID struct {
-	job string
-	at  int64 // Unix nanoseconds
-}
-
-// addRun is add for a run of job's tick at, which is noted to count
-// duplicates (under the same lock: the job does no more than bare cron's).
-func (l *latencies) addRun(d time.Duration, job string, at time.Time) {
-	l.mu.Lock()
-	l.d = append(l.d, d)
-	l.runs = append(l.runs, tickID{job, at.UnixNano()})
-	l.mu.Unlock()
-}
-
 func (l *latencies) report(b *testing.B) {
-	cpu := cpuTime() - l.cpu
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.d) == 0 {
@@ -66,30 +46,6 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(l.d[len(l.d)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(float64(len(l.d)), "samples")
-	// CPU time of the whole process (this side of the backend) per tick: less
-	// noisy than the latencies on a shared machine.
-	b.ReportMetric(float64(cpu.Microseconds())/float64(len(l.d)), "cpu-us/tick")
-	if l.runs != nil {
-		runs := map[tickID]int{}
-		for _, k := range l.runs {
-			runs[k]++
-		}
-		dups := 0
-		for k, n := range runs {
-			if n > 1 {
-				b.Errorf("tick %s@%s ran %d times", k.job, time.Unix(0, k.at).UTC(), n)
-				dups += n - 1
-			}
-		}
-		b.ReportMetric(float64(dups), "dups")
-	}
-}
-
-// cpuTime returns the user and system CPU time of the process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 const (
@@ -105,7 +61,6 @@ func BenchmarkFirePrecision(b *testing.B) {
 	b.Run("robfig-cron", func(b *testing.B) {
 		for b.Loop() {
 			var lat latencies
-			lat.begin()
 			c := cron.New(cron.WithSeconds())
 			for range precisionJobs {
 				if _, err := c.AddFunc("* * * * * *", func() {
@@ -149,12 +104,11 @@ func precision(b *testing.B, backend locking.Backend) {
 		js = append(js, scheduler.Job{
 			Name: fmt.Sprintf("job-%04d", i), Schedule: mustScheduleB(b, "* * * * * *"), Overlap: scheduler.OverlapAllow,
 			Func: func(ctx context.Context, r jobs.Run) error {
-				lat.addRun(time.Since(r.Scheduled), r.Job, r.Scheduled)
+				lat.add(time.Since(r.Scheduled))
 				return nil
 			},
 		})
 	}
-	lat.begin()
 	run(b, backend, js, precisionRun)
 	lat.report(b)
 }

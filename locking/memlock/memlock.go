@@ -26,9 +26,8 @@ type Backend struct {
 	done    map[locking.Key]entry
 	fences  map[string]uint64
 	records map[string][]locking.Record // oldest first
-	changed chan struct{}               // closed on a change; nil while no one waits
+	changed chan struct{}
 	ops     int
-	sweepAt int // ops count of the next sweep
 	closed  bool
 }
 
@@ -53,6 +52,7 @@ func New(opts ...Option) *Backend {
 		clock: locking.SystemClock{}, maxRecords: DefaultMaxRecords,
 		locks: map[locking.Key]entry{}, done: map[locking.Key]entry{},
 		fences: map[string]uint64{}, records: map[string][]locking.Record{},
+		changed: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
@@ -71,12 +71,8 @@ func (b *Backend) begin(ctx context.Context) error {
 		return locking.ErrClosed
 	}
 	b.ops++
-	if b.ops >= b.sweepAt {
+	if b.ops%1024 == 0 {
 		b.sweep()
-		// As many operations until the next sweep as there are entries
-		// now (at least 1024): a sweep costs O(1) per operation however
-		// many done markers the retention keeps.
-		b.sweepAt = b.ops + max(1024, len(b.done)+len(b.locks))
 	}
 	return nil
 }
@@ -110,12 +106,9 @@ func (b *Backend) live(m map[locking.Key]entry, key locking.Key) (entry, bool) {
 	return e, true
 }
 
-// notify wakes the waiters, if any.
 func (b *Backend) notify() {
-	if b.changed != nil {
-		close(b.changed)
-		b.changed = nil
-	}
+	close(b.changed)
+	b.changed = make(chan struct{})
 }
 
 // Claim implements locking.Backend.
@@ -250,9 +243,6 @@ func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locki
 // current holder of key would expire, or after one second.
 func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 	b.mu.Lock()
-	if b.changed == nil {
-		b.changed = make(chan struct{})
-	}
 	ch := b.changed
 	wait := time.Second
 	if e, ok := b.live(b.locks, key); ok {
