@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Run is what every job receives for one execution of one tick. The scheduler
@@ -52,6 +53,12 @@ func (r Run) WithLogger(base *zap.Logger) Run {
 		base = zap.NewNop()
 	}
 	r.Scheduled = r.Scheduled.UTC()
+	if base.Core() == zapcore.NewNopCore() {
+		// Fields on a logger that writes nothing would be dropped: skip
+		// building them (a run starts with this, a thousand at one instant).
+		r.Logger = base
+		return r
+	}
 	r.Logger = base.With(r.Fields()...)
 	return r
 }

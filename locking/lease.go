@@ -27,7 +27,6 @@ type Lease struct {
 	token uint64
 	ttl   time.Duration
 	lost  <-chan struct{}
-	log   *zap.Logger
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -40,13 +39,17 @@ type Lease struct {
 	deadline time.Time
 	err      error // nil while held
 
-	// The watchdog runs on the clock's timers: a renewal every ttl/3 and a
-	// guard at the local deadline, each a callback, so that a held lease costs
-	// no goroutine between renewals (a replica may hold thousands at once).
-	stopWatch context.CancelFunc // aborts an in-flight renewal
-	wctx      context.Context
+	// The watchdog runs on the clock's timers: a renewal every ttl/3 and,
+	// whenever the deadline could pass before a renewal ends it, a guard at
+	// the local deadline, each a callback, so that a held lease costs no
+	// goroutine between renewals (a replica may hold thousands at once).
+	// Leases of short runs end before their first renewal: they cost one
+	// timer, and no watch context.
 	wmu       sync.Mutex
 	stopped   bool
+	wctx      context.Context    // made by the first renewal (watchContext)
+	stopWatch context.CancelFunc // aborts an in-flight renewal
+	aborted   bool               // abortWatch was called
 	renewT    Timer
 	guardT    Timer
 	pending   sync.WaitGroup // scheduled or running callbacks, and the loss watcher
@@ -56,16 +59,29 @@ func (l *Locker) newLease(g Grant, sent time.Time, ttl time.Duration) *Lease {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	ls := &Lease{
 		l: l, key: g.Key, owner: g.Owner, token: g.Token, ttl: ttl, lost: g.Lost,
-		log: l.opts.logger.With(zap.Stringer("key", g.Key), zap.Uint64("token", g.Token)),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		grant: g,
 	}
 	ls.deadline = l.deadline(g, sent, ttl)
-	wctx, stop := context.WithCancel(context.Background())
-	ls.stopWatch, ls.wctx = stop, wctx
-	ls.log.Debug("lease acquired", zap.Time("deadline", ls.deadline))
+	if ce := l.opts.logger.Check(zap.DebugLevel, "lease acquired"); ce != nil {
+		ce.Write(ls.fields(zap.Time("deadline", ls.deadline))...)
+	}
 	ls.startWatch()
 	return ls
+}
+
+// fields returns the lease's key and token followed by fs, for a log line.
+// (A logger With these fields per lease would cost allocations on every
+// claim, for lines that are rarely written.)
+func (ls *Lease) fields(fs ...zap.Field) []zap.Field {
+	return append([]zap.Field{zap.Stringer("key", ls.key), zap.Uint64("token", ls.token)}, fs...)
+}
+
+// debug logs msg at debug level, when that level is enabled.
+func (ls *Lease) debug(msg string) {
+	if ce := ls.l.opts.logger.Check(zap.DebugLevel, msg); ce != nil {
+		ce.Write(ls.fields()...)
+	}
 }
 
 func (l *Locker) deadline(g Grant, sent time.Time, ttl time.Duration) time.Time {
@@ -130,7 +146,7 @@ func (ls *Lease) Check() error {
 		// A renewal in flight holds opMu; it will either move the deadline
 		// or find the lease lost itself, but Check answers now.
 		if ls.fromSession() && ls.opMu.TryLock() {
-			err := ls.renewLocked(ls.wctx)
+			err := ls.renewLocked(ls.watchContext())
 			ls.opMu.Unlock()
 			return err
 		}
@@ -219,7 +235,7 @@ func (ls *Lease) Release(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: %s: %w", ErrNotHeld, ls.key, prev)
 	}
-	ls.stopWatch() // abort an in-flight renewal instead of waiting for it
+	ls.abortWatch() // abort an in-flight renewal instead of waiting for it
 	ls.opMu.Lock()
 	ls.mu.Lock()
 	g := ls.grant
@@ -269,7 +285,7 @@ func (ls *Lease) finish(ctx context.Context, op string, do func(context.Context,
 		if ctx.Err() != nil {
 			return fmt.Errorf("locking: %s %s: %w", op, ls.key, errors.Join(err, ctx.Err()))
 		}
-		ls.log.Warn("transient failure, retrying until the lease deadline", zap.String("op", op), zap.Error(err))
+		ls.l.opts.logger.Warn("transient failure, retrying until the lease deadline", ls.fields(zap.String("op", op), zap.Error(err))...)
 		if serr := sleep(ctx, ls.l.opts.clock, min(backoff, time.Until(deadline)+time.Millisecond)); serr != nil {
 			return fmt.Errorf("locking: %s %s: %w", op, ls.key, errors.Join(err, serr))
 		}
@@ -333,19 +349,19 @@ func (ls *Lease) renewLocked(ctx context.Context) error {
 	}
 	ls.mu.Unlock()
 	if late {
-		ls.log.Info("lease renewed from its session after its local deadline passed (was the process paused?)",
-			zap.Time("deadline", nd))
+		ls.l.opts.logger.Info("lease renewed from its session after its local deadline passed (was the process paused?)",
+			ls.fields(zap.Time("deadline", nd))...)
 	}
 	return nil
 }
 
 // startWatch starts the watchdog: the first renewal after ttl/3 (with
-// jitter), the guard at the deadline, and, for backends that signal a lost
-// session, a watcher of that signal.
+// jitter), the guard if the deadline comes first, and, for backends that
+// signal a lost session, a watcher of that signal.
 func (ls *Lease) startWatch() {
-	ls.schedule(&ls.renewT, jitter(ls.ttl/3), ls.renewTick)
-	ls.scheduleGuard()
+	ls.scheduleRenew(jitter(ls.ttl / 3))
 	if ls.lost != nil {
+		wctx := ls.watchContext()
 		ls.pending.Add(1)
 		go func() {
 			defer ls.pending.Done()
@@ -353,9 +369,34 @@ func (ls *Lease) startWatch() {
 			case <-ls.lost:
 				ls.lose(fmt.Errorf("%w: %s: backend session ended", ErrLost, ls.key))
 			case <-ls.done:
-			case <-ls.wctx.Done():
+			case <-wctx.Done():
 			}
 		}()
+	}
+}
+
+// watchContext returns the context of the watchdog's renewals, made on first
+// use; it is cancelled by abortWatch.
+func (ls *Lease) watchContext() context.Context {
+	ls.wmu.Lock()
+	defer ls.wmu.Unlock()
+	if ls.wctx == nil {
+		ls.wctx, ls.stopWatch = context.WithCancel(context.Background())
+		if ls.aborted {
+			ls.stopWatch()
+		}
+	}
+	return ls.wctx
+}
+
+// abortWatch cancels the watchdog's context: an in-flight renewal is
+// abandoned, and no later one is sent.
+func (ls *Lease) abortWatch() {
+	ls.wmu.Lock()
+	defer ls.wmu.Unlock()
+	ls.aborted = true
+	if ls.stopWatch != nil {
+		ls.stopWatch()
 	}
 }
 
@@ -373,9 +414,30 @@ func (ls *Lease) schedule(t *Timer, d time.Duration, f func()) {
 	})
 }
 
+// scheduleRenew arms the next renewal after d. If the local deadline comes
+// no later than that renewal, the guard is armed at the deadline too: the
+// lease must end at its deadline, not at the next renewal. Otherwise the
+// renewal comes first, and it arms the guard while it is in flight.
+func (ls *Lease) scheduleRenew(d time.Duration) {
+	ls.schedule(&ls.renewT, d, ls.renewTick)
+	if ls.Deadline().Sub(ls.l.opts.clock.Now()) <= d {
+		ls.scheduleGuard()
+	}
+}
+
 // scheduleGuard arms the guard at the current local deadline.
 func (ls *Lease) scheduleGuard() {
 	ls.schedule(&ls.guardT, ls.Deadline().Sub(ls.l.opts.clock.Now()), ls.guardTick)
+}
+
+// stopGuard disarms the guard, if it is armed.
+func (ls *Lease) stopGuard() {
+	ls.wmu.Lock()
+	defer ls.wmu.Unlock()
+	if ls.guardT != nil && ls.guardT.Stop() {
+		ls.pending.Done() // the callback will not run
+	}
+	ls.guardT = nil
 }
 
 // guardTick ends the lease when its local deadline passed without a renewal,
@@ -388,30 +450,35 @@ func (ls *Lease) guardTick() {
 }
 
 // renewTick renews the lease and arms the next renewal: ttl/3 later after a
-// success, sooner after a transient failure (until the deadline).
+// success, sooner after a transient failure (until the deadline). While the
+// renewal is in flight the guard watches the deadline.
 func (ls *Lease) renewTick() {
 	if ls.Check() != nil {
 		return
 	}
 	interval := ls.ttl / 3
-	err := ls.renew(ls.wctx)
+	ls.stopGuard()
+	ls.scheduleGuard()
+	wctx := ls.watchContext()
+	err := ls.renew(wctx)
+	ls.stopGuard()
 	switch {
 	case err == nil:
 		ls.notify(LeaseRenewed, nil)
-		ls.schedule(&ls.renewT, jitter(interval), ls.renewTick)
-	case ls.Err() != nil || ls.wctx.Err() != nil:
+		ls.scheduleRenew(jitter(interval))
+	case ls.Err() != nil || wctx.Err() != nil:
 	default:
 		ls.notify(LeaseRenewFailed, err)
-		ls.log.Warn("lease renewal failed; retrying until the deadline", zap.Error(err),
-			zap.Time("deadline", ls.Deadline()))
-		ls.schedule(&ls.renewT, min(interval/4, 250*time.Millisecond, ls.Deadline().Sub(ls.l.opts.clock.Now())), ls.renewTick)
+		ls.l.opts.logger.Warn("lease renewal failed; retrying until the deadline", ls.fields(zap.Error(err),
+			zap.Time("deadline", ls.Deadline()))...)
+		ls.scheduleRenew(min(interval/4, 250*time.Millisecond, ls.Deadline().Sub(ls.l.opts.clock.Now())))
 	}
 }
 
 // lose ends the lease as lost (once).
 func (ls *Lease) lose(err error) {
 	if ls.end(err, "") {
-		ls.log.Error("lease lost", zap.Error(err))
+		ls.l.opts.logger.Error("lease lost", ls.fields(zap.Error(err))...)
 		ls.notify(LeaseLost, err)
 	}
 }
@@ -433,8 +500,11 @@ func (ls *Lease) end(err error, how string) bool {
 	ls.mu.Unlock()
 	close(ls.done)
 	ls.cancel(err)
-	if how != "" {
-		ls.log.Debug("lease " + how)
+	switch how {
+	case "released":
+		ls.debug("lease released")
+	case "completed":
+		ls.debug("lease completed")
 	}
 	return true
 }
@@ -448,7 +518,9 @@ func (ls *Lease) stop() {
 			ls.pending.Done() // the callback will not run
 		}
 	}
+	if ls.stopWatch != nil {
+		ls.stopWatch()
+	}
 	ls.wmu.Unlock()
-	ls.stopWatch()
 	ls.pending.Wait()
 }

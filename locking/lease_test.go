@@ -158,3 +158,41 @@ func TestLeaseEvents(t *testing.T) {
 		}
 	})
 }
+
+// staleBackend grants claims whose validity began before the claim (as a
+// session-based backend does, counting from its last keep-alive).
+type staleBackend struct {
+	locking.Backend
+	age time.Duration
+}
+
+func (s *staleBackend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	g, err := s.Backend.Claim(ctx, key, owner, ttl)
+	g.Since = time.Now().Add(-s.age)
+	return g, err
+}
+
+// TestLeaseEndsAtDeadlineBeforeFirstRenewal: a lease whose local deadline
+// comes before its first renewal is due ends at the deadline, not at the
+// renewal.
+func TestLeaseEndsAtDeadlineBeforeFirstRenewal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 3 * time.Second
+		l, _ := locking.New(&staleBackend{Backend: memlock.New(), age: 2 * time.Second})
+		lease, err := l.Claim(context.Background(), locking.Key{Scope: "s", Name: "n"}, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := lease.Deadline()
+		if wait := deadline.Sub(time.Now()); wait <= 0 || wait >= ttl/4 {
+			t.Fatalf("deadline in %v; the test needs one before the first renewal", wait)
+		}
+		<-lease.Done()
+		if now := time.Now(); now.After(deadline) {
+			t.Errorf("lease ended at %v, %v after its deadline", now, now.Sub(deadline))
+		}
+		if !errors.Is(lease.Err(), locking.ErrLost) {
+			t.Errorf("Err() = %v, want ErrLost", lease.Err())
+		}
+	})
+}

@@ -22,11 +22,16 @@ import (
 	"github.com/oncecron/oncecron/scheduler"
 )
 
-// latencies collects scheduled-instant → start delays.
+// latencies collects scheduled-instant → start delays, the runs of each
+// tick (to count duplicates) and the process's CPU time.
 type latencies struct {
-	mu sync.Mutex
-	d  []time.Duration
+	mu   sync.Mutex
+	d    []time.Duration
+	runs []tickID      // the tick of each run, when known
+	cpu  time.Duration // at start (see begin)
 }
+
+func (l *latencies) begin() { l.cpu = cpuTime() }
 
 func (l *latencies) add(d time.Duration) {
 	l.mu.Lock()
@@ -34,7 +39,22 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
+type tickID struct {
+	job string
+	at  int64 // Unix nanoseconds
+}
+
+// addRun is add for a run of job's tick at, which is noted to count
+// duplicates (under the same lock: the job does no more than bare cron's).
+func (l *latencies) addRun(d time.Duration, job string, at time.Time) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.runs = append(l.runs, tickID{job, at.UnixNano()})
+	l.mu.Unlock()
+}
+
 func (l *latencies) report(b *testing.B) {
+	cpu := cpuTime() - l.cpu
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.d) == 0 {
@@ -46,6 +66,30 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(l.d[len(l.d)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(float64(len(l.d)), "samples")
+	// CPU time of the whole process (this side of the backend) per tick: less
+	// noisy than the latencies on a shared machine.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(len(l.d)), "cpu-us/tick")
+	if l.runs != nil {
+		runs := map[tickID]int{}
+		for _, k := range l.runs {
+			runs[k]++
+		}
+		dups := 0
+		for k, n := range runs {
+			if n > 1 {
+				b.Errorf("tick %s@%s ran %d times", k.job, time.Unix(0, k.at).UTC(), n)
+				dups += n - 1
+			}
+		}
+		b.ReportMetric(float64(dups), "dups")
+	}
+}
+
+// cpuTime returns the user and system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 const (
@@ -56,11 +100,14 @@ const (
 // BenchmarkFirePrecision measures how late jobs start after their scheduled
 // instant with 1,000 jobs firing every second: bare robfig/cron (the floor: no
 // lock at all), oncecron on the in-memory backend, and oncecron on Redis (one
-// replica; every tick is a claim and a completion). Run with -benchtime=1x.
+// replica; every tick is a claim and a completion), with overlap allow (no
+// other key per run); and on memory with the default overlap skip. Run with
+// -benchtime=1x.
 func BenchmarkFirePrecision(b *testing.B) {
 	b.Run("robfig-cron", func(b *testing.B) {
 		for b.Loop() {
 			var lat latencies
+			lat.begin()
 			c := cron.New(cron.WithSeconds())
 			for range precisionJobs {
 				if _, err := c.AddFunc("* * * * * *", func() {
@@ -78,7 +125,14 @@ func BenchmarkFirePrecision(b *testing.B) {
 	})
 	b.Run("oncecron-memory", func(b *testing.B) {
 		for b.Loop() {
-			precision(b, memlock.New())
+			precision(b, memlock.New(), scheduler.OverlapAllow)
+		}
+	})
+	// The default overlap policy (skip): each run also holds the job's
+	// running key, claimed at the instant, and its tick is not claimed ahead.
+	b.Run("oncecron-memory-overlap-skip", func(b *testing.B) {
+		for b.Loop() {
+			precision(b, memlock.New(), scheduler.OverlapSkip)
 		}
 	})
 	b.Run("oncecron-redis", func(b *testing.B) {
@@ -91,24 +145,25 @@ func BenchmarkFirePrecision(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			precision(b, rb)
+			precision(b, rb, scheduler.OverlapAllow)
 			_ = rb.Close()
 		}
 	})
 }
 
-func precision(b *testing.B, backend locking.Backend) {
+func precision(b *testing.B, backend locking.Backend, overlap scheduler.Overlap) {
 	var lat latencies
 	var js []scheduler.Job
 	for i := range precisionJobs {
 		js = append(js, scheduler.Job{
-			Name: fmt.Sprintf("job-%04d", i), Schedule: mustScheduleB(b, "* * * * * *"), Overlap: scheduler.OverlapAllow,
+			Name: fmt.Sprintf("job-%04d", i), Schedule: mustScheduleB(b, "* * * * * *"), Overlap: overlap,
 			Func: func(ctx context.Context, r jobs.Run) error {
-				lat.add(time.Since(r.Scheduled))
+				lat.addRun(time.Since(r.Scheduled), r.Job, r.Scheduled)
 				return nil
 			},
 		})
 	}
+	lat.begin()
 	run(b, backend, js, precisionRun)
 	lat.report(b)
 }

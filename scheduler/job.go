@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/oncecron/oncecron/jobs"
@@ -123,4 +124,20 @@ func DefaultStartingDeadline(ttl time.Duration) time.Duration {
 
 // TickName names a tick by its scheduled instant in UTC, RFC 3339 with a
 // fractional second only when it is not zero: "2026-11-25T02:30:00Z".
-func TickName(at time.Time) string { return jobs.FireTime(at) }
+func TickName(at time.Time) string {
+	// The ticks of one instant are named a thousand times over in a burst:
+	// remember the last name.
+	if c := lastTickName.Load(); c != nil && c.at.Equal(at) {
+		return c.name
+	}
+	name := jobs.FireTime(at)
+	lastTickName.Store(&tickName{at: at, name: name})
+	return name
+}
+
+type tickName struct {
+	at   time.Time
+	name string
+}
+
+var lastTickName atomic.Pointer[tickName]

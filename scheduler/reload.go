@@ -40,19 +40,21 @@ func (s *Scheduler) ReloadFailed(err error) {
 
 // requeue rebuilds the dispatch queue for a new table.
 func (s *Scheduler) requeue(q *tickQueue, table []*Job) {
-	pending := map[string]time.Time{}
+	pending := map[string]*tick{}
 	for _, t := range *q {
-		pending[t.job.Name] = t.fire
+		pending[t.job.Name] = t
 	}
 	*q = (*q)[:0]
 	now := s.o.Clock.Now()
 	for _, j := range table {
-		from := now
-		if f, ok := pending[j.Name]; ok {
-			from = f.Add(-time.Nanosecond)
+		from, prev := now, now
+		if t, ok := pending[j.Name]; ok {
+			// Its tick before started no later than the pending one's claim.
+			from, prev = t.fire.Add(-time.Nanosecond), t.claimAt
 		}
 		if next := j.Schedule.Next(from); !next.IsZero() {
-			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+			at := s.startAt(j, next)
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
 }

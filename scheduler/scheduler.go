@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -172,19 +173,30 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	var catchUps []catchUp
 	var latest []*tick // the newest missed tick of each run_latest job
+	s.status.size(len(table))
 	for _, j := range table {
-		missed := j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
+		var missed []time.Time
+		if !s.o.SkipCatchUp {
+			missed = j.Schedule.Between(start.Add(-j.StartingDeadline), start, 1<<14)
+		}
 		if len(missed) > maxCatchUp {
 			missed = missed[len(missed)-maxCatchUp:]
 		}
-		if len(missed) > 0 && !s.o.SkipCatchUp {
+		if len(missed) > 0 {
 			catchUps = append(catchUps, catchUp{j, missed})
 			if j.Misfire == MisfireRunLatest {
 				latest = append(latest, &tick{job: j, fire: missed[len(missed)-1]})
 			}
 		}
 		if next := j.Schedule.Next(start); !next.IsZero() {
-			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+			at := s.startAt(j, next)
+			prev := start
+			if len(missed) > 0 {
+				// Its missed ticks are claimed first (the newest at once, the
+				// others by the catch-up): no claim ahead of this one's instant.
+				prev = at
+			}
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
 	// The newest missed ticks are claimed before any new tick, so that a job's
@@ -229,7 +241,7 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 			}
 		}
 		top := (*q)[0]
-		if wait := top.at.Sub(s.o.Clock.Now()); wait > 0 {
+		if wait := top.claimAt.Sub(s.o.Clock.Now()); wait > 0 {
 			t := s.o.Clock.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -249,15 +261,55 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 	}
 }
 
-// fireDue pops every tick that is due and races for them: the ticks that fell
-// together are claimed in one batch (one round trip on backends that pipeline),
-// then each runs or waits in its own goroutine.
+// claimAhead is how long before a tick's start the replica claims it. The
+// claims of a thousand ticks that share an instant then travel, and their
+// leases are built, before the instant; at the instant only the runs start.
+// A run never starts before its instant, and the overlap policy is applied at
+// the instant. Capped at a tenth of the TTL (see Scheduler.lead).
+//
+// Only ticks of jobs with overlap allow are claimed ahead. The other policies
+// hold the job's running key for the run, claimed at the instant; if the
+// runner died, a survivor takes the tick over once the tick's key expires,
+// and must then find the dead runner's running key expired too, or it would
+// skip the tick as overlapping. Both keys are claimed at the instant, so they
+// expire together. (Those runs also make a round trip at the instant for the
+// running key, which bounds their precision anyway.)
+const claimAhead = 100 * time.Millisecond
+
+// lead is how long before its start a tick of j is claimed.
+func (s *Scheduler) lead(j *Job) time.Duration {
+	if j.Overlap != OverlapAllow {
+		return 0
+	}
+	return min(claimAhead, s.o.TTL/10)
+}
+
+// claimAt is when the dispatcher claims a tick of j that starts at at, the
+// tick before it of the same job starting at prev: lead before at, but never
+// before prev, so that a job's claims keep the order of its ticks at least as
+// far apart as the ticks themselves. (After a catch-up, prev is at: the
+// catch-up claims the older ticks first, as it did before claims went ahead.)
+func (s *Scheduler) claimAt(j *Job, at, prev time.Time) time.Time {
+	c := at.Add(-s.lead(j))
+	if c.Before(prev) {
+		c = prev
+	}
+	if c.After(at) {
+		c = at
+	}
+	return c
+}
+
+// fireDue pops every tick that is due to be claimed and races for them: the
+// ticks are claimed ahead of their instant (claimAhead), in batches (one round
+// trip each on backends that pipeline), and each tick's run starts at its
+// instant, or as soon as its own claim's result arrives if that is later.
 func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 	var batch []*tick
 	now := s.o.Clock.Now()
-	for q.Len() > 0 && !(*q)[0].at.After(now) {
+	for q.Len() > 0 && !(*q)[0].claimAt.After(now) {
 		top := heap.Pop(q).(*tick)
-		j, fire := top.job, top.fire
+		j, fire, prev := top.job, top.fire, top.at
 		if late := now.Sub(fire); late > j.StartingDeadline {
 			// The replica was paused or its clock jumped: everything between
 			// fire and now fell without it. Treat it as a catch-up.
@@ -269,25 +321,45 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			}
 			s.spawn(func() { s.catchUp(ctx, j, missed, nil) })
 			fire = missed[len(missed)-1]
+			prev = time.Time{} // the next tick: no claim ahead of the catch-up's
 		} else {
-			s.emit(Event{Kind: EventFired, Job: j.Name, Tick: fire})
-			batch = append(batch, &tick{job: j, fire: fire})
+			batch = append(batch, top)
 		}
 		if next := j.Schedule.Next(fire); !next.IsZero() {
-			heap.Push(q, &tick{job: j, fire: next, at: s.startAt(j, next)})
+			at := s.startAt(j, next)
+			if prev.IsZero() {
+				prev = at
+			}
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
 	if len(batch) == 0 {
 		return
 	}
+	// One gate per instant: closed when the instant comes, it lets the runs of
+	// the ticks that start then go, all at once.
+	for lo := 0; lo < len(batch); {
+		hi := lo + 1
+		for hi < len(batch) && batch[hi].at.Equal(batch[lo].at) {
+			hi++
+		}
+		w := s.gate(ctx, batch[lo].at, now, hi-lo)
+		for _, t := range batch[lo:hi] {
+			t.wave = w
+		}
+		lo = hi
+	}
 	if len(batch) == 1 || !s.locker.Batches() {
 		for _, t := range batch {
-			s.spawn(func() { s.handle(ctx, t.job, t.fire, true, nil) })
+			s.spawn(func() {
+				lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
+				s.start(ctx, t, &claimed{lease: lease, err: err})
+			})
 		}
 		return
 	}
 	// Chunks of batchSize, claimed concurrently: a few round trips in all, and
-	// the first jobs start while later chunks are still being claimed.
+	// each run may start as soon as its own chunk is claimed.
 	for lo := 0; lo < len(batch); lo += batchSize {
 		chunk := batch[lo:min(lo+batchSize, len(batch))]
 		s.runs.Add(1)
@@ -300,7 +372,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
 			for i, t := range chunk {
 				first := &claimed{lease: leases[i], err: errs[i]}
-				s.spawn(func() { s.handle(ctx, t.job, t.fire, true, first) })
+				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
 	}
@@ -308,6 +380,128 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 
 // batchSize is how many ticks of one instant a batch claim carries.
 const batchSize = 64
+
+// gate returns the wave of the n ticks that start at the instant at (now is
+// the current time): its gate is opened when the instant comes, or when ctx
+// ends first (then the wave is cancelled).
+func (s *Scheduler) gate(ctx context.Context, at, now time.Time, n int) *wave {
+	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
+	w.waiting.Store(int64(n))
+	bound := min(maxStartWait, s.o.TTL/10)
+	wait := at.Sub(now)
+	if wait <= 0 {
+		w.open(s.o.Clock, bound)
+		return w
+	}
+	s.spawn(func() {
+		if sleep(ctx, s.o.Clock, wait) != nil {
+			w.cancelled = true
+		}
+		w.open(s.o.Clock, bound)
+	})
+	return w
+}
+
+// maxStartWait bounds how long after its instant a run that ended waits for
+// the other runs of its wave to start (capped at a tenth of the TTL): a tick
+// may wait inside its handling (a lost race, an overlap policy) for a long
+// time without starting.
+const maxStartWait = 50 * time.Millisecond
+
+// A wave is the ticks that start at one instant: their runs start together
+// when its gate opens, and the bookkeeping of runs that end (completion,
+// records) waits until every tick of the wave has started its job or ended
+// its handling (or maxStartWait passed), so that with a thousand ticks on one
+// instant the starts come first, and a start that had to wait for a lock (or
+// for its claim's answer) does not queue behind a thousand completions.
+type wave struct {
+	gate      chan struct{} // closed at the instant, or at shutdown before it
+	cancelled bool          // shut down before the instant; set before gate is closed
+	started   chan struct{} // closed once its ticks have started
+	waiting   atomic.Int64  // its ticks that have not started
+	opened    atomic.Bool
+	once      sync.Once
+}
+
+// open opens the gate, and bounds the wait for the starts.
+func (w *wave) open(c locking.Clock, bound time.Duration) {
+	w.opened.Store(true)
+	close(w.gate)
+	if w.waiting.Load() == 0 {
+		w.release()
+		return
+	}
+	c.AfterFunc(bound, w.release)
+}
+
+// release lets the runs that ended go on.
+func (w *wave) release() { w.once.Do(func() { close(w.started) }) }
+
+// markStarted counts, once, a tick of its wave as started: its job started,
+// or its handling ended, or the replica shut down before the instant.
+func (t *tick) markStarted() {
+	if t.started.CompareAndSwap(false, true) && t.wave.waiting.Add(-1) == 0 && t.wave.opened.Load() {
+		t.wave.release()
+	}
+}
+
+type tickKey struct{}
+
+// jobStarting notes, in a run about to call its job, that the tick of ctx
+// (if it is one of a wave) started.
+func (s *Scheduler) jobStarting(ctx context.Context) {
+	if t, ok := ctx.Value(tickKey{}).(*tick); ok {
+		t.markStarted()
+	}
+}
+
+// afterStarts waits, in a run that ended, until the other ticks of its wave
+// (if it has one) started.
+func (s *Scheduler) afterStarts(ctx context.Context) {
+	if t, ok := ctx.Value(tickKey{}).(*tick); ok {
+		<-t.wave.started
+	}
+}
+
+// runStack is about the stack that handling a tick takes below start: its
+// handling, the run, the job's call, and the completion through the Locker to
+// the backend (the deepest frames, in a CPU profile of FirePrecision, need a
+// 16 KiB stack).
+const runStack = 14 << 10
+
+// waitGate waits until w's gate opens and reports whether the instant came
+// (false: shutdown came first). It waits on the gate alone, not also on the
+// context that a thousand ticks share. Its frame holds runStack bytes, so
+// that the goroutine's stack grows to what the tick's handling needs while it
+// waits, when the stack is shallow and cheap to copy, and is not shrunk by a
+// collection meanwhile (it is in use). Otherwise it grows twice during the
+// run, each time copying and adjusting every frame of a deep stack: a fifth
+// of the CPU time of a thousand ticks, measured.
+//
+//go:noinline
+func waitGate(w *wave) bool {
+	var pad [runStack]byte
+	<-w.gate
+	// pad is all zero: reading it keeps it, and the stack it takes, until here.
+	return !w.cancelled && pad[len(pad)-1] == 0
+}
+
+// start waits for a claimed tick's instant, then takes part in the tick with
+// the claim's outcome. If the replica shuts down before the instant, the tick
+// is released untouched, as if it had never been claimed.
+func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
+	defer t.markStarted() // if its job did not start
+	if !waitGate(t.wave) {
+		if first.lease != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+			_ = first.lease.Release(rctx)
+			cancel()
+		}
+		return
+	}
+	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
+	s.handle(context.WithValue(ctx, tickKey{}, t), t.job, t.fire, true, first)
+}
 
 // startAt is when this replica starts racing for a tick: its instant plus the
 // job's deterministic jitter.
@@ -404,9 +598,12 @@ func (s *Scheduler) emit(e Event) {
 
 // tick is one pending fire in the dispatch queue.
 type tick struct {
-	job  *Job
-	fire time.Time // the scheduled instant: the tick's name
-	at   time.Time // when to start racing (fire + jitter)
+	job     *Job
+	fire    time.Time   // the scheduled instant: the tick's name
+	at      time.Time   // when to start racing (fire + jitter)
+	claimAt time.Time   // when to claim it (see Scheduler.claimAt)
+	wave    *wave       // the ticks that start together with it
+	started atomic.Bool // its job started, or its handling ended (markStarted)
 }
 
 // tickQueue is a min-heap of ticks by start time.

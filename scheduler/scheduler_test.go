@@ -897,3 +897,130 @@ func TestSecondTakeoverCountsAttempts(t *testing.T) {
 		}
 	})
 }
+
+// claimTimes notes when each claim reached the backend.
+type claimTimes struct {
+	*memlock.Backend
+	mu sync.Mutex
+	at map[locking.Key]time.Time
+}
+
+func (c *claimTimes) note(key locking.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[locking.Key]time.Time{}
+	}
+	if _, ok := c.at[key]; !ok {
+		c.at[key] = time.Now()
+	}
+}
+
+func (c *claimTimes) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	c.note(key)
+	return c.Backend.Claim(ctx, key, owner, ttl)
+}
+
+func (c *claimTimes) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) []locking.ClaimResult {
+	for _, r := range reqs {
+		c.note(r.Key)
+	}
+	return c.Backend.ClaimBatch(ctx, reqs)
+}
+
+// noCatchUp returns a replica "r1" that does not catch up ticks missed before
+// it started (the first ticks it claims are then claimed ahead too).
+func noCatchUp(t *testing.T, l *locking.Locker, js []scheduler.Job) *scheduler.Scheduler {
+	t.Helper()
+	s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: l, Replica: "r1", TTL: 3 * time.Second,
+		Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestClaimAheadRunAtInstant: ticks of jobs with overlap allow are claimed
+// shortly before their instant (in a batch when they share it), and their
+// runs start exactly at it; ticks of other jobs are claimed at the instant.
+func TestClaimAheadRunAtInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &claimTimes{Backend: memlock.New()}
+		var mu sync.Mutex
+		started := map[locking.Key]time.Time{}
+		var js []scheduler.Job
+		for _, name := range []string{"a", "b", "c", "skip"} {
+			overlap := scheduler.OverlapAllow
+			if name == "skip" {
+				overlap = scheduler.OverlapSkip
+			}
+			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 10s"), Overlap: overlap,
+				Func: func(ctx context.Context, r jobs.Run) error {
+					mu.Lock()
+					started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
+					mu.Unlock()
+					return nil
+				}})
+		}
+		time.Sleep(time.Second)
+		start(t, noCatchUp(t, newLocker(t, b, 3*time.Second), js))
+		begin := time.Now()
+		time.Sleep(25 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		n := 0
+		for key, at := range started {
+			tick, _ := time.Parse(time.RFC3339Nano, key.Name)
+			if tick.Before(begin) {
+				t.Errorf("%s ran; it fell before the start", key)
+			}
+			n++
+			if !at.Equal(tick) {
+				t.Errorf("%s started at %v, want at its instant", key, at)
+			}
+			claimed := b.at[key]
+			switch {
+			case key.Scope == "skip":
+				if !claimed.Equal(tick) {
+					t.Errorf("%s claimed at %v, want at its instant", key, claimed)
+				}
+			case claimed.IsZero() || !claimed.Before(tick) || tick.Sub(claimed) > 100*time.Millisecond:
+				t.Errorf("%s claimed at %v, want in the 100ms before its instant", key, claimed)
+			}
+		}
+		if n != 8 {
+			t.Errorf("%d runs of ticks after the start, want 8", n)
+		}
+	})
+}
+
+// TestShutdownBeforeInstantReleasesClaim: a replica that stops between
+// claiming a tick and its instant leaves the tick unrun and free for others.
+func TestShutdownBeforeInstantReleasesClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &claimTimes{Backend: memlock.New()}
+		var log runLog
+		js := []scheduler.Job{{Name: "once", Schedule: mustSchedule(t, "@every 10s"), Overlap: scheduler.OverlapAllow,
+			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}}
+		time.Sleep(time.Second)
+		stop := start(t, noCatchUp(t, newLocker(t, b, 3*time.Second), js))
+		time.Sleep(9*time.Second - 50*time.Millisecond) // the tick at 10s is claimed
+		tick := time.Now().Truncate(10 * time.Second).Add(10 * time.Second)
+		key := locking.Key{Scope: "once", Name: scheduler.TickName(tick)}
+		b.mu.Lock()
+		_, claimed := b.at[key]
+		b.mu.Unlock()
+		stop()
+		if !claimed {
+			t.Fatalf("tick %s not claimed 50ms before its instant", key.Name)
+		}
+		if runs := ran(log.all(), tick.Add(-time.Second), tick); len(runs) != 0 {
+			t.Errorf("runs %+v after a shutdown before the instant, want none", runs)
+		}
+		if _, err := b.Claim(context.Background(), key, locking.NewOwner(), time.Second); err != nil {
+			t.Errorf("claim of the tick after the replica stopped: %v, want it free", err)
+		}
+	})
+}

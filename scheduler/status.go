@@ -87,9 +87,28 @@ type runKey struct {
 	tick time.Time
 }
 
+// size makes room for the ticks of n jobs that start together, so that the
+// running map does not grow (under the lock every start takes) while the
+// first of them start; at most 1,024, which a large table of rare jobs never
+// comes close to. (last is written when runs end, after their wave started.)
+func (st *status) size(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.last == nil {
+		st.last = map[string]TickResult{}
+		st.running = make(map[runKey]RunningTick, min(n, 1024))
+	}
+}
+
 // observe updates the status with e. It is called for every event, before
 // Options.Observe.
 func (s *Scheduler) observe(e Event) {
+	switch e.Kind {
+	case EventWon, EventTakeover, EventFinished, EventSkipped, EventMissed, EventLeaseLost,
+		EventLostRace, EventAlreadyDone, EventUnavailable:
+	default:
+		return // no change to the status (a tick fired, a clock estimate, ...)
+	} // (keep this list in step with the two switches below)
 	now := s.o.Clock.Now()
 	st := &s.status
 	st.mu.Lock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -277,6 +276,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	started := s.o.Clock.Now()
 	base := jobs.Run{Job: j.Name, Scheduled: fire, Token: lease.Token(), Replica: s.o.Replica, Args: j.Args}
 	last := attempt
+	s.jobStarting(ctx)
 	err := jobs.Retry(rctx, j.Retries+1, j.RetryBackoff, func(ctx context.Context, n int) error {
 		r := base
 		r.Attempt = attempt + n - 1
@@ -290,7 +290,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	// one does its bookkeeping (completion, records): with a thousand jobs on
 	// one instant, starts come first and the fire precision does not depend on
 	// how long the completions of the ticks before take.
-	runtime.Gosched()
+	s.afterStarts(ctx)
 	rec := locking.Record{Key: lease.Key(), Token: lease.Token(), Owner: lease.Owner(), Outcome: locking.OutcomeSucceeded,
 		Replica: s.o.Replica, Attempt: last, Started: started, Ended: ended}
 	if err != nil {

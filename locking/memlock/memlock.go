@@ -26,8 +26,9 @@ type Backend struct {
 	done    map[locking.Key]entry
 	fences  map[string]uint64
 	records map[string][]locking.Record // oldest first
-	changed chan struct{}
+	changed chan struct{}               // closed on a change; nil while no one waits
 	ops     int
+	sweepAt int // ops count of the next sweep
 	closed  bool
 }
 
@@ -52,7 +53,6 @@ func New(opts ...Option) *Backend {
 		clock: locking.SystemClock{}, maxRecords: DefaultMaxRecords,
 		locks: map[locking.Key]entry{}, done: map[locking.Key]entry{},
 		fences: map[string]uint64{}, records: map[string][]locking.Record{},
-		changed: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
@@ -71,8 +71,12 @@ func (b *Backend) begin(ctx context.Context) error {
 		return locking.ErrClosed
 	}
 	b.ops++
-	if b.ops%1024 == 0 {
+	if b.ops >= b.sweepAt {
 		b.sweep()
+		// As many operations until the next sweep as there are entries
+		// now (at least 1024): a sweep costs O(1) per operation however
+		// many done markers the retention keeps.
+		b.sweepAt = b.ops + max(1024, len(b.done)+len(b.locks))
 	}
 	return nil
 }
@@ -106,9 +110,12 @@ func (b *Backend) live(m map[locking.Key]entry, key locking.Key) (entry, bool) {
 	return e, true
 }
 
+// notify wakes the waiters, if any.
 func (b *Backend) notify() {
-	close(b.changed)
-	b.changed = make(chan struct{})
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 }
 
 // Claim implements locking.Backend.
@@ -243,6 +250,9 @@ func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locki
 // current holder of key would expire, or after one second.
 func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 	b.mu.Lock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
 	ch := b.changed
 	wait := time.Second
 	if e, ok := b.live(b.locks, key); ok {

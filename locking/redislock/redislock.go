@@ -147,27 +147,31 @@ func Dial(cfg Config) (*Backend, error) {
 // Client returns the underlying client.
 func (b *Backend) Client() redis.UniversalClient { return b.c }
 
-func (b *Backend) keys(key locking.Key) (lock, done, fence, hist string) {
-	p := b.ns + ":{" + key.Scope + "}:"
-	return p + "l:" + key.Name, p + "d:" + key.Name, p + "f", p + "h"
-}
-
-func (b *Backend) histKey(scope string) string { return b.ns + ":{" + scope + "}:h" }
+// Each key is built in one concatenation, and only the keys an operation
+// uses: a claim of a thousand ticks builds three thousand.
+func (b *Backend) lockKey(key locking.Key) string  { return b.ns + ":{" + key.Scope + "}:l:" + key.Name }
+func (b *Backend) doneKey(key locking.Key) string  { return b.ns + ":{" + key.Scope + "}:d:" + key.Name }
+func (b *Backend) fenceKey(key locking.Key) string { return b.ns + ":{" + key.Scope + "}:f" }
+func (b *Backend) histKey(scope string) string     { return b.ns + ":{" + scope + "}:h" }
 
 // The owner id is followed by ":" in the lock's value; every script compares it
 // as a prefix, so an owner id never matches a longer one.
 var (
+	// claimScript returns the token (> 0) of a won claim, -1 if another owner
+	// holds the key, -2 if it is done. A held key is never done (completion
+	// deletes the lock as it writes the done marker), so the lock is read
+	// first: a losing racer costs one read.
 	claimScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end
 local v = redis.call('GET', KEYS[1])
 if v then
   local p = ARGV[1] .. ':'
-  if string.sub(v, 1, #p) == p then return {0, tonumber(string.sub(v, #p + 1))} end
-  return {1, 0}
+  if string.sub(v, 1, #p) == p then return tonumber(string.sub(v, #p + 1)) end
+  return -1
 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 local t = redis.call('INCR', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
-return {0, t}
+return t
 `)
 	renewScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
@@ -178,15 +182,21 @@ if v and string.sub(v, 1, #p) == p then
 end
 return 0
 `)
+	// completeScript: a held lock is never done, so the done marker is read
+	// only when the lock is not ours (a repeated completion succeeds), and the
+	// history is trimmed only once it is longer than its bound.
 	completeScript = redis.NewScript(`
-if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
 local v = redis.call('GET', KEYS[1])
 local p = ARGV[1] .. ':'
-if not v or string.sub(v, 1, #p) ~= p then return 0 end
+if not v or string.sub(v, 1, #p) ~= p then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
+  return 0
+end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('LPUSH', KEYS[3], ARGV[3])
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+if redis.call('LPUSH', KEYS[3], ARGV[3]) > tonumber(ARGV[4]) then
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+end
 return 1
 `)
 	releaseScript = redis.NewScript(`
@@ -207,8 +217,7 @@ return 1
 
 // Claim implements locking.Backend.
 func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
-	lock, done, fence, _ := b.keys(key)
-	return b.claimReply(ctx, key, owner, ttl, claimScript.Run(ctx, b.c, []string{lock, done, fence}, owner, ttl.Milliseconds()))
+	return b.claimReply(ctx, key, owner, ttl, claimScript.Run(ctx, b.c, []string{b.lockKey(key), b.doneKey(key), b.fenceKey(key)}, owner, ttl.Milliseconds()))
 }
 
 // ClaimBatch implements locking.BatchClaimer: all the claims go in one pipeline,
@@ -219,8 +228,7 @@ func (b *Backend) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) [
 		cmds := make([]*redis.Cmd, len(idx))
 		for n, i := range idx {
 			r := reqs[i]
-			lock, done, fence, _ := b.keys(r.Key)
-			cmds[n] = claimScript.EvalSha(ctx, pipe, []string{lock, done, fence}, r.Owner, r.TTL.Milliseconds())
+			cmds[n] = claimScript.EvalSha(ctx, pipe, []string{b.lockKey(r.Key), b.doneKey(r.Key), b.fenceKey(r.Key)}, r.Owner, r.TTL.Milliseconds())
 		}
 		_, _ = pipe.Exec(ctx) // each command carries its own error
 		return cmds
@@ -252,27 +260,25 @@ func (b *Backend) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) [
 
 // claimReply interprets the claim script's reply.
 func (b *Backend) claimReply(ctx context.Context, key locking.Key, owner string, ttl time.Duration, cmd *redis.Cmd) (locking.Grant, error) {
-	res, err := cmd.Int64Slice()
+	res, err := cmd.Int64()
 	if err != nil {
 		return locking.Grant{}, b.fail(ctx, "claim", key, err)
 	}
-	if len(res) != 2 {
-		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w: unexpected reply %v", key, locking.ErrUnavailable, res)
-	}
-	switch res[0] {
-	case 0:
-		return locking.Grant{Key: key, Owner: owner, Token: uint64(res[1]), TTL: ttl}, nil
-	case 1:
+	switch {
+	case res > 0:
+		return locking.Grant{Key: key, Owner: owner, Token: uint64(res), TTL: ttl}, nil
+	case res == -1:
 		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrHeld)
-	default:
+	case res == -2:
 		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrDone)
+	default:
+		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w: unexpected reply %d", key, locking.ErrUnavailable, res)
 	}
 }
 
 // Renew implements locking.Backend.
 func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration) (locking.Grant, error) {
-	lock, _, _, _ := b.keys(g.Key)
-	ok, err := renewScript.Run(ctx, b.c, []string{lock}, g.Owner, ttl.Milliseconds()).Int()
+	ok, err := renewScript.Run(ctx, b.c, []string{b.lockKey(g.Key)}, g.Owner, ttl.Milliseconds()).Int()
 	if err != nil {
 		return locking.Grant{}, b.fail(ctx, "renew", g.Key, err)
 	}
@@ -285,12 +291,12 @@ func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration)
 
 // Complete implements locking.Backend.
 func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
-	lock, done, _, hist := b.keys(g.Key)
 	data, err := json.Marshal(rec.Normalize())
 	if err != nil {
 		return fmt.Errorf("redislock: complete %s: %w: %v", g.Key, locking.ErrInvalid, err)
 	}
-	ok, err := completeScript.Run(ctx, b.c, []string{lock, done, hist}, g.Owner, retention.Milliseconds(), data, b.maxRecords).Int()
+	keys := []string{b.lockKey(g.Key), b.doneKey(g.Key), b.histKey(g.Key.Scope)}
+	ok, err := completeScript.Run(ctx, b.c, keys, g.Owner, retention.Milliseconds(), data, b.maxRecords).Int()
 	if err != nil {
 		return b.fail(ctx, "complete", g.Key, err)
 	}
@@ -302,8 +308,7 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 
 // Release implements locking.Backend.
 func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
-	lock, _, _, _ := b.keys(g.Key)
-	ok, err := releaseScript.Run(ctx, b.c, []string{lock}, g.Owner).Int()
+	ok, err := releaseScript.Run(ctx, b.c, []string{b.lockKey(g.Key)}, g.Owner).Int()
 	if err != nil {
 		return b.fail(ctx, "release", g.Key, err)
 	}
