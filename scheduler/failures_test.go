@@ -159,8 +159,12 @@ func TestMisfireAndLateReplicaOnEveryBackend(t *testing.T) {
 			// four ticks per job fall in the starting deadline.
 			b1 := rb.dial(t, addr, ns)
 			t.Cleanup(func() { _ = b1.Close() })
+			s1 := newScheduler(t, newLocker(t, b1, rb.ttl), "first", rb.ttl, js, nil)
+			// Start just after a tick, so that no tick falls between begin and
+			// the start (it would be a regular tick, not a caught-up one).
+			time.Sleep(time.Until(time.Now().Truncate(2 * time.Second).Add(2*time.Second + 50*time.Millisecond)))
 			begin := time.Now()
-			stop1 := start(t, newScheduler(t, newLocker(t, b1, rb.ttl), "first", rb.ttl, js, nil))
+			stop1 := start(t, s1)
 			// Missed ticks are recorded once their starting deadline (7s) passed.
 			time.Sleep(8 * time.Second)
 			stop1()

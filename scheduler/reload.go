@@ -48,13 +48,14 @@ func (s *Scheduler) requeue(q *tickQueue, table []*Job) {
 	now := s.o.Clock.Now()
 	for _, j := range table {
 		from, prev := now, now
+		var after <-chan struct{}
 		if t, ok := pending[j.Name]; ok {
 			// Its tick before started no later than the pending one's claim.
-			from, prev = t.fire.Add(-time.Nanosecond), t.claimAt
+			from, prev, after = t.fire.Add(-time.Nanosecond), t.claimAt, t.after
 		}
 		if next := j.Schedule.Next(from); !next.IsZero() {
 			at := s.startAt(j, next)
-			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev), after: after})
 		}
 	}
 }

@@ -167,12 +167,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.log.Info("scheduler started", zap.Int("jobs", len(table)), zap.Duration("ttl", s.o.TTL))
 
 	q := &tickQueue{}
-	type catchUp struct {
-		job    *Job
-		missed []time.Time
-	}
-	var catchUps []catchUp
-	var latest []*tick // the newest missed tick of each run_latest job
+	var catchUps []catchUpOf
 	s.status.size(len(table))
 	for _, j := range table {
 		var missed []time.Time
@@ -183,28 +178,24 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			missed = missed[len(missed)-maxCatchUp:]
 		}
 		if len(missed) > 0 {
-			catchUps = append(catchUps, catchUp{j, missed})
-			if j.Misfire == MisfireRunLatest {
-				latest = append(latest, &tick{job: j, fire: missed[len(missed)-1]})
-			}
+			catchUps = append(catchUps, catchUpOf{job: j, missed: missed})
 		}
 		if next := j.Schedule.Next(start); !next.IsZero() {
 			at := s.startAt(j, next)
 			prev := start
 			if len(missed) > 0 {
-				// Its missed ticks are claimed first (the newest at once, the
-				// others by the catch-up): no claim ahead of this one's instant.
+				// Its missed ticks are claimed first (below): no claim ahead of
+				// this one's instant.
 				prev = at
 			}
 			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
 		}
 	}
-	// The newest missed ticks are claimed before any new tick, so that a job's
-	// tokens keep rising with its ticks across a restart.
-	first := s.claimFirst(ctx, latest)
+	// The missed ticks to run are claimed before any new tick, oldest first, so
+	// that a job's tokens keep rising with its ticks across a restart.
+	s.claimCatchUps(ctx, catchUps)
 	for _, c := range catchUps {
-		f := first[c.job.Name]
-		s.spawn(func() { s.catchUp(ctx, c.job, c.missed, f) })
+		s.spawn(func() { s.catchUp(ctx, c) })
 	}
 	if s.o.MaxClockOffset >= 0 {
 		ckDone := make(chan struct{})
@@ -310,6 +301,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 	for q.Len() > 0 && !(*q)[0].claimAt.After(now) {
 		top := heap.Pop(q).(*tick)
 		j, fire, prev := top.job, top.fire, top.at
+		var after <-chan struct{}
 		if late := now.Sub(fire); late > j.StartingDeadline {
 			// The replica was paused or its clock jumped: everything between
 			// fire and now fell without it. Treat it as a catch-up.
@@ -319,9 +311,14 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 					zap.String("job", j.Name), zap.Int("missed", len(missed)), zap.Int("examined", maxCatchUp))
 				missed = missed[len(missed)-maxCatchUp:]
 			}
-			s.spawn(func() { s.catchUp(ctx, j, missed, nil) })
+			c := catchUpOf{job: j, missed: missed, claimed: make(chan struct{})}
+			s.spawn(func() {
+				s.claimCatchUps(ctx, []catchUpOf{c})
+				s.catchUp(ctx, c)
+			})
 			fire = missed[len(missed)-1]
-			prev = time.Time{} // the next tick: no claim ahead of the catch-up's
+			prev = time.Time{} // the next tick: no claim ahead of its instant
+			after = c.claimed  // nor before the catch-up claimed the older ones
 		} else {
 			batch = append(batch, top)
 		}
@@ -330,7 +327,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			if prev.IsZero() {
 				prev = at
 			}
-			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev)})
+			heap.Push(q, &tick{job: j, fire: next, at: at, claimAt: s.claimAt(j, at, prev), after: after})
 		}
 	}
 	if len(batch) == 0 {
@@ -349,7 +346,25 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		}
 		lo = hi
 	}
-	if len(batch) == 1 || !s.locker.Batches() {
+	// A tick that must wait for a catch-up's claims is claimed alone.
+	n := 0
+	for _, t := range batch {
+		if t.after == nil {
+			batch[n] = t
+			n++
+			continue
+		}
+		s.spawn(func() {
+			select {
+			case <-t.after:
+			case <-ctx.Done():
+			}
+			lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
+			s.start(ctx, t, &claimed{lease: lease, err: err})
+		})
+	}
+	batch = batch[:n]
+	if len(batch) <= 1 || !s.locker.Batches() {
 		for _, t := range batch {
 			s.spawn(func() {
 				lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
@@ -514,49 +529,94 @@ func (s *Scheduler) startAt(j *Job, fire time.Time) time.Time {
 	return fire.Add(time.Duration(h.Sum64() % uint64(j.Jitter)))
 }
 
-// catchUp applies j's misfire policy to ticks that fell before this replica
-// could fire them, oldest first.
-// claimFirst claims ticks in batches and returns each job's claim.
-func (s *Scheduler) claimFirst(ctx context.Context, ticks []*tick) map[string]*claimed {
-	out := make(map[string]*claimed, len(ticks))
-	for lo := 0; lo < len(ticks); lo += batchSize {
-		chunk := ticks[lo:min(lo+batchSize, len(ticks))]
-		keys := make([]locking.Key, len(chunk))
-		for i, t := range chunk {
-			keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
-		}
-		leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
-		for i, t := range chunk {
-			out[t.job.Name] = &claimed{lease: leases[i], err: errs[i]}
-		}
-	}
-	return out
+// catchUpOf is the catch-up of a job's ticks that fell before this replica
+// could fire them.
+type catchUpOf struct {
+	job    *Job
+	missed []time.Time // oldest first
+	// claims[k] is the claim of missed[len(missed)-len(claims)+k]: the ticks
+	// the misfire policy runs (run_all: every one; run_latest: the newest).
+	claims  []*claimed
+	claimed chan struct{} // if not nil, closed once claims are made
 }
 
-func (s *Scheduler) catchUp(ctx context.Context, j *Job, missed []time.Time, first *claimed) {
-	s.emit(Event{Kind: EventCatchUp, Job: j.Name, Tick: missed[len(missed)-1], Detail: fmt.Sprint(len(missed), " ticks")})
-	if j.Misfire == MisfireRunAll {
-		for _, fire := range missed {
-			if s.handle(ctx, j, fire, true, nil); ctx.Err() != nil {
-				return
+// toRun is how many of the newest missed ticks c's misfire policy runs.
+func (c *catchUpOf) toRun() int {
+	switch c.job.Misfire {
+	case MisfireRunAll:
+		return len(c.missed)
+	case MisfireRunLatest:
+		return 1
+	}
+	return 0
+}
+
+// claimCatchUps claims the missed ticks that the catch-ups cs run, each job's
+// oldest first: the k-th tick to run of every job goes in the k-th batch, sent
+// once the batch before it returned (the claims of one batch are not ordered),
+// so that a job's fencing tokens rise with its ticks.
+func (s *Scheduler) claimCatchUps(ctx context.Context, cs []catchUpOf) {
+	for i := range cs {
+		cs[i].claims = make([]*claimed, cs[i].toRun())
+	}
+	for k := 0; ; k++ {
+		var keys []locking.Key
+		var into []**claimed
+		for i := range cs {
+			c := &cs[i]
+			if k < len(c.claims) {
+				fire := c.missed[len(c.missed)-len(c.claims)+k]
+				keys = append(keys, locking.Key{Scope: c.job.Name, Name: TickName(fire)})
+				into = append(into, &c.claims[k])
 			}
 		}
-		return
+		if len(keys) == 0 {
+			break
+		}
+		for lo := 0; lo < len(keys); lo += batchSize {
+			hi := min(lo+batchSize, len(keys))
+			leases, errs := s.locker.ClaimBatch(ctx, keys[lo:hi], s.o.TTL)
+			for n := range leases {
+				*into[lo+n] = &claimed{lease: leases[n], err: errs[n]}
+			}
+		}
 	}
-	// The newest first, so that it starts as early as it can.
-	newest := len(missed) - 1
-	if j.Misfire == MisfireRunLatest {
-		if s.handle(ctx, j, missed[newest], true, first); ctx.Err() != nil {
+	for _, c := range cs {
+		if c.claimed != nil {
+			close(c.claimed)
+		}
+	}
+}
+
+// catchUp applies c's misfire policy to its ticks, oldest first, with the
+// claims that claimCatchUps made.
+func (s *Scheduler) catchUp(ctx context.Context, c catchUpOf) {
+	j, missed := c.job, c.missed
+	s.emit(Event{Kind: EventCatchUp, Job: j.Name, Tick: missed[len(missed)-1], Detail: fmt.Sprint(len(missed), " ticks")})
+	run := len(missed) - len(c.claims) // the first tick to run
+	defer func() {
+		// Claims not handled (shutdown): released, as if never made.
+		for _, cl := range c.claims {
+			if cl != nil && cl.lease != nil {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+				_ = cl.lease.Release(rctx)
+				cancel()
+			}
+		}
+	}()
+	// The ticks it runs first, so that the newest starts as early as it can.
+	for k := range c.claims {
+		first := c.claims[k]
+		c.claims[k] = nil
+		if s.handle(ctx, j, missed[run+k], true, first); ctx.Err() != nil {
 			return
 		}
-	} else {
-		newest++ // skip: every one is recorded as missed, below
 	}
 	// Then the older ones are recorded as missed, unless some replica ran them;
 	// but only once their starting deadline has passed: until then a replica
 	// may still be running one, or waiting to take it over from a runner that
 	// died, and a "missed" record would take that tick from it.
-	for _, fire := range missed[:newest] {
+	for _, fire := range missed[:run] {
 		if wait := fire.Add(j.StartingDeadline).Sub(s.o.Clock.Now()); wait > 0 {
 			if sleep(ctx, s.o.Clock, wait) != nil {
 				return
@@ -599,11 +659,12 @@ func (s *Scheduler) emit(e Event) {
 // tick is one pending fire in the dispatch queue.
 type tick struct {
 	job     *Job
-	fire    time.Time   // the scheduled instant: the tick's name
-	at      time.Time   // when to start racing (fire + jitter)
-	claimAt time.Time   // when to claim it (see Scheduler.claimAt)
-	wave    *wave       // the ticks that start together with it
-	started atomic.Bool // its job started, or its handling ended (markStarted)
+	fire    time.Time       // the scheduled instant: the tick's name
+	at      time.Time       // when to start racing (fire + jitter)
+	claimAt time.Time       // when to claim it (see Scheduler.claimAt)
+	wave    *wave           // the ticks that start together with it
+	after   <-chan struct{} // if not nil, claimed once closed (a catch-up claimed the job's older ticks)
+	started atomic.Bool     // its job started, or its handling ended (markStarted)
 }
 
 // tickQueue is a min-heap of ticks by start time.

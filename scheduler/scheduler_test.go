@@ -268,6 +268,36 @@ func TestCatchUpRunLatest(t *testing.T) {
 	})
 }
 
+// A catch-up whose runs take longer than the job's interval: the new ticks
+// that fire meanwhile (overlap allow) get tokens above every caught-up tick's.
+func TestCatchUpTokensRiseWithTicks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log runLog
+		var begin time.Time
+		js := []scheduler.Job{{Name: "all", Schedule: mustSchedule(t, "@every 10s"), StartingDeadline: 35 * time.Second,
+			Misfire: scheduler.MisfireRunAll, Overlap: scheduler.OverlapAllow,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				if r.Scheduled.Before(begin) {
+					time.Sleep(12 * time.Second) // longer than the interval
+				}
+				log.add(r)
+				return nil
+			}}}
+		time.Sleep(5 * time.Second) // start 5s after a multiple of 10s
+		s := newScheduler(t, newLocker(t, memlock.New(), 2*time.Second), "r1", 2*time.Second, js, nil)
+		begin = time.Now()
+		stop := start(t, s)
+		time.Sleep(40 * time.Second)
+		stop()
+		// Ticks at -25s, -15s, -5s caught up (one after the other, until
+		// +36s), and +5s, +15s, +25s, +35s.
+		runs := checkOnce(t, log.all())["all"]
+		if len(runs) != 7 {
+			t.Errorf("%d ticks ran, want 7", len(runs))
+		}
+	})
+}
+
 func TestOverlapSkip(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var log runLog
