@@ -258,18 +258,19 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 // A run never starts before its instant, and the overlap policy is applied at
 // the instant. Capped at a tenth of the TTL (see Scheduler.lead).
 //
-// Only ticks of jobs with overlap allow are claimed ahead. The other policies
-// hold the job's running key for the run, claimed at the instant; if the
-// runner died, a survivor takes the tick over once the tick's key expires,
-// and must then find the dead runner's running key expired too, or it would
-// skip the tick as overlapping. Both keys are claimed at the instant, so they
-// expire together. (Those runs also make a round trip at the instant for the
-// running key, which bounds their precision anyway.)
+// Only ticks of jobs with overlap allow or skip are claimed ahead. With skip,
+// the winner of a tick also claims the job's running key (held while the run
+// lasts) as soon as it won, ahead of the instant too; if an earlier run still
+// holds it then, it tries again at the instant. The tick's key and the
+// running key are claimed one right after the other, so that if the runner
+// dies they expire close together; a survivor taking the tick over waits a
+// bounded time for the running key (see Scheduler.overlap). buffer_one and
+// cancel_other wait for the running key, at the instant.
 const claimAhead = 100 * time.Millisecond
 
 // lead is how long before its start a tick of j is claimed.
 func (s *Scheduler) lead(j *Job) time.Duration {
-	if j.Overlap != OverlapAllow {
+	if j.Overlap != OverlapAllow && j.Overlap != OverlapSkip {
 		return 0
 	}
 	return min(claimAhead, s.o.TTL/10)
@@ -506,6 +507,19 @@ func waitGate(w *wave) bool {
 // is released untouched, as if it had never been claimed.
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 	defer t.markStarted() // if its job did not start
+	if first.lease != nil && t.job.Overlap == OverlapSkip {
+		// Won: take the job's running key now too (see claimAhead).
+		if g, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: runningName}, s.o.TTL); err == nil {
+			t.running = g
+		}
+		defer func() {
+			if t.running != nil { // not used by the run (shutdown, skew, deadline)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
+				_ = t.running.Release(rctx)
+				cancel()
+			}
+		}()
+	}
 	if !waitGate(t.wave) {
 		if first.lease != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.TTL)
@@ -516,6 +530,18 @@ func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 	}
 	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
 	s.handle(context.WithValue(ctx, tickKey{}, t), t.job, t.fire, true, first)
+}
+
+// claimedGuard returns, once, the running key that the tick of ctx claimed
+// ahead of its instant, if it did.
+func claimedGuard(ctx context.Context) *locking.Lease {
+	t, ok := ctx.Value(tickKey{}).(*tick)
+	if !ok || t.running == nil {
+		return nil
+	}
+	g := t.running
+	t.running = nil
+	return g
 }
 
 // startAt is when this replica starts racing for a tick: its instant plus the
@@ -664,18 +690,23 @@ type tick struct {
 	claimAt time.Time       // when to claim it (see Scheduler.claimAt)
 	wave    *wave           // the ticks that start together with it
 	after   <-chan struct{} // if not nil, claimed once closed (a catch-up claimed the job's older ticks)
+	running *locking.Lease  // the job's running key, claimed ahead with the tick (overlap skip)
 	started atomic.Bool     // its job started, or its handling ended (markStarted)
 }
 
-// tickQueue is a min-heap of ticks by start time.
+// tickQueue is a min-heap of ticks by claim time, then start time.
 type tickQueue []*tick
 
 func (q tickQueue) Len() int { return len(q) }
 func (q tickQueue) Less(i, j int) bool {
-	if q[i].at.Equal(q[j].at) {
-		return q[i].job.Name < q[j].job.Name
+	a, b := q[i], q[j]
+	if !a.claimAt.Equal(b.claimAt) {
+		return a.claimAt.Before(b.claimAt)
 	}
-	return q[i].at.Before(q[j].at)
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
+	}
+	return a.job.Name < b.job.Name
 }
 func (q tickQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
 func (q *tickQueue) Push(x any)   { *q = append(*q, x.(*tick)) }

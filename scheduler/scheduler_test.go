@@ -428,9 +428,9 @@ func TestLeaseLossCancelsAndTakeover(t *testing.T) {
 		begin := time.Now()
 		start(t, newScheduler(t, newLocker(t, fa, ttl), "a", ttl, js, nil))
 		start(t, newScheduler(t, newLocker(t, fb, ttl), "b", ttl, js, nil))
-		time.Sleep(begin.Add(29*time.Second - 100*time.Millisecond).Sub(time.Now()))
-		fb.Cut() // b is slow to reach the backend at the tick, so a wins it
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(begin.Add(29*time.Second - 200*time.Millisecond).Sub(time.Now()))
+		fb.Cut() // b is slow to reach the backend at the tick (claimed ahead), so a wins it
+		time.Sleep(250 * time.Millisecond)
 		fb.Heal()
 		time.Sleep(45 * time.Second)
 		fa.Heal()
@@ -928,6 +928,43 @@ func TestSecondTakeoverCountsAttempts(t *testing.T) {
 	})
 }
 
+// TestTakeoverWaitsForDeadRunnersRunningKey: a runner of an overlap-skip
+// job died holding the tick's key and the job's running key, whose last
+// renewals were apart, so the running key outlives the tick's key. The
+// survivor that takes the tick over waits for the running key instead of
+// skipping the tick as overlapping.
+func TestTakeoverWaitsForDeadRunnersRunningKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		ttl := 3 * time.Second
+		js := []scheduler.Job{{Name: "j", Schedule: mustSchedule(t, "@every 1m"), StartingDeadline: 30 * time.Second,
+			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}}
+		time.Sleep(59 * time.Second)
+		start(t, noCatchUp(t, newLocker(t, b, ttl), js))
+		tick := time.Now().Truncate(time.Minute).Add(time.Minute)
+		time.Sleep(time.Until(tick) - 150*time.Millisecond) // before the survivor claims it
+		// The dead runner: its tick key claimed ahead, its running key's last
+		// renewal 0.9 s after the tick key's; then nothing more.
+		ctx := context.Background()
+		if _, err := b.Claim(ctx, locking.Key{Scope: "j", Name: scheduler.TickName(tick)}, locking.NewOwner(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(950 * time.Millisecond)
+		if _, err := b.Claim(ctx, locking.Key{Scope: "j", Name: "running"}, locking.NewOwner(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second)
+		runs := log.all()
+		if len(runs) != 1 || runs[0].Attempt != 2 || !runs[0].Scheduled.Equal(tick) {
+			t.Fatalf("runs %+v, want the tick taken over (attempt 2)", runs)
+		}
+		if got := outcomes(t, b, "j", tick.Add(-time.Second)); got[locking.OutcomeSkipped] != 0 {
+			t.Errorf("outcomes %v: the tick was skipped", got)
+		}
+	})
+}
+
 // claimTimes notes when each claim reached the backend.
 type claimTimes struct {
 	*memlock.Backend
@@ -970,19 +1007,23 @@ func noCatchUp(t *testing.T, l *locking.Locker, js []scheduler.Job) *scheduler.S
 	return s
 }
 
-// TestClaimAheadRunAtInstant: ticks of jobs with overlap allow are claimed
-// shortly before their instant (in a batch when they share it), and their
-// runs start exactly at it; ticks of other jobs are claimed at the instant.
+// TestClaimAheadRunAtInstant: ticks of jobs with overlap allow or skip are
+// claimed shortly before their instant (in a batch when they share it), even
+// when a tick of another policy, claimed at the instant, shares it; their runs
+// start exactly at it.
 func TestClaimAheadRunAtInstant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &claimTimes{Backend: memlock.New()}
 		var mu sync.Mutex
 		started := map[locking.Key]time.Time{}
 		var js []scheduler.Job
-		for _, name := range []string{"a", "b", "c", "skip"} {
+		for _, name := range []string{"a", "b", "skip", "buffer"} {
 			overlap := scheduler.OverlapAllow
-			if name == "skip" {
+			switch name {
+			case "skip":
 				overlap = scheduler.OverlapSkip
+			case "buffer":
+				overlap = scheduler.OverlapBufferOne
 			}
 			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 10s"), Overlap: overlap,
 				Func: func(ctx context.Context, r jobs.Run) error {
@@ -1012,7 +1053,7 @@ func TestClaimAheadRunAtInstant(t *testing.T) {
 			}
 			claimed := b.at[key]
 			switch {
-			case key.Scope == "skip":
+			case key.Scope == "buffer":
 				if !claimed.Equal(tick) {
 					t.Errorf("%s claimed at %v, want at its instant", key, claimed)
 				}
@@ -1022,6 +1063,11 @@ func TestClaimAheadRunAtInstant(t *testing.T) {
 		}
 		if n != 8 {
 			t.Errorf("%d runs of ticks after the start, want 8", n)
+		}
+		// The skip job's first run took its running key ahead of the instant too.
+		first := begin.Truncate(10 * time.Second).Add(10 * time.Second)
+		if at := b.at[locking.Key{Scope: "skip", Name: "running"}]; !at.Before(first) || first.Sub(at) > 100*time.Millisecond {
+			t.Errorf("skip's running key first claimed at %v, want in the 100ms before %v", at, first)
 		}
 	})
 }

@@ -251,7 +251,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	stop := context.AfterFunc(s.jobsCtx, func() { cancel(context.Cause(s.jobsCtx)) })
 	defer stop()
 
-	guard, ok := s.overlap(ctx, j, lease, fire, log, cancel)
+	guard, ok := s.overlap(ctx, j, lease, fire, attempt, log, cancel)
 	if !ok {
 		return locking.Record{Outcome: locking.OutcomeSkipped}
 	}
@@ -454,7 +454,7 @@ func (s *Scheduler) recordMissed(ctx context.Context, j *Job, fire time.Time, wh
 // overlap applies j's overlap policy before a run. It returns the guard lease
 // (held while the run lasts) and whether to run at all; when not, the tick has
 // been completed as skipped.
-func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, fire time.Time, log *zap.Logger, cancelRun context.CancelCauseFunc) (*locking.Lease, bool) {
+func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, fire time.Time, attempt int, log *zap.Logger, cancelRun context.CancelCauseFunc) (*locking.Lease, bool) {
 	if j.Overlap == OverlapAllow {
 		return nil, true
 	}
@@ -465,6 +465,12 @@ func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, f
 		s.emit(Event{Kind: EventSkipped, Job: j.Name, Tick: fire, Detail: why})
 		return nil, false
 	}
+	if g := claimedGuard(ctx); g != nil {
+		if g.Err() == nil {
+			return g, true
+		}
+		_ = g.Release(context.WithoutCancel(ctx)) // lost before the instant: claim again
+	}
 	// A bounded context: the tick's lease, and shutdown.
 	gctx, cancel := context.WithCancel(lease.Context())
 	defer cancel()
@@ -473,6 +479,27 @@ func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, f
 	guard, err := s.locker.Claim(gctx, running, s.o.TTL)
 	if err == nil {
 		return guard, true
+	}
+	if errors.Is(err, locking.ErrHeld) && attempt > 1 && j.Overlap == OverlapSkip {
+		// Taking the tick over (or running it again): the runner that died
+		// held the running key too, claimed right after the tick's key, and
+		// renewed on its own schedule; it expires up to a third of the TTL
+		// after the tick's key (plus the claims' gap). Wait that long for it,
+		// rather than skip the tick because of the dead run.
+		wctx, wcancel := context.WithTimeout(gctx, s.o.TTL/3+min(claimAhead, s.o.TTL/10)+s.o.TTL/10)
+		guard, err = s.locker.Acquire(wctx, running, s.o.TTL)
+		wcancel()
+		switch {
+		case err == nil:
+			return guard, true
+		case gctx.Err() != nil: // the tick's lease ended, or shutdown: release it
+			err = fmt.Errorf("waiting for the running key: %w", context.Cause(gctx))
+		case errors.Is(err, locking.ErrHeld) || errors.Is(err, context.DeadlineExceeded):
+			err = locking.ErrHeld // still running: skip
+		default:
+			log.Warn("waiting for the earlier run's running key failed", zap.Error(err))
+			err = locking.ErrHeld
+		}
 	}
 	if !errors.Is(err, locking.ErrHeld) {
 		log.Error("overlap check failed; releasing the tick", zap.Error(err))
