@@ -60,9 +60,8 @@
 // Complete) and, being ephemeral nodes of the same session, removed together when
 // the session ends (the held node likewise). Release is "delete own, delete held,
 // delete lock" and Complete is "delete own, delete held, delete lock, create the
-// done marker and its owner child, append the record":
-// the first delete fails with NoNode unless we still hold the key, which undoes the
-// whole multi. Likewise a done marker is deleted (by a claim after its retention,
+// done marker and its owner child, append the record": the first delete fails with
+// NoNode unless we still hold the key, which undoes the whole multi. Likewise a done marker is deleted (by a claim after its retention,
 // or by the janitor) as "delete lock/<name>/<owner>, delete lock/<name>", which
 // can never remove a later marker or a holder's node that took the same path.
 //
