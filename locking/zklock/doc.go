@@ -13,6 +13,8 @@
 //	                                    node named after the completing owner
 //	<root>/<scope>/own/<name>~<owner>   EPHEMERAL claim identity, created and deleted
 //	                                    together with the lock node
+//	<root>/<scope>/own/<name>           EPHEMERAL held node: data = owner id, created
+//	                                    and deleted together with the lock node
 //	<root>/<scope>/rec/r-<seq>          PERSISTENT_SEQUENTIAL history records (JSON)
 //	<root>/<scope>/wait/<name>/w-<owner>-<seq>
 //	                                    EPHEMERAL_SEQUENTIAL Acquire queue
@@ -23,26 +25,43 @@
 //
 // A claim is one multi-op transaction, one round trip when uncontended:
 //
-//	create <lock>/<name> EPHEMERAL, create own/<name>~<owner> EPHEMERAL, setData fence
+//	create own/<name>~<owner> EPHEMERAL, create own/<name> EPHEMERAL,
+//	create lock/<name> EPHEMERAL, setData fence
 //
 // The done marker lives at the lock node's own path, so "create the lock node only
 // if the key is neither held nor done" is the server's create-if-absent: a held key
-// and a completed key both make the create fail with NodeExists. Only a losing racer
-// pays a second round trip, to read the node: an ephemeral node is a holder (the
-// same owner on the current session is an idempotent repeat; anything else is
-// locking.ErrHeld), a persistent one is a done marker (locking.ErrDone until its
-// retention, counted from the marker's server-side creation time, has run out; an
-// expired marker is replaced by the claim within the same multi, guarded as below).
+// and a completed key both make the create fail with NodeExists. A failed multi
+// applies nothing and reports the error of its first failing operation only, so
+// the order of the creates makes that one failure say why the claim lost:
+//
+//   - own/<name>~<owner> exists: the key is ours already (a repeated claim, or an
+//     ended session of the same owner whose nodes are not gone yet);
+//   - own/<name> exists: another owner holds the key (locking.ErrHeld) — the
+//     common lost race, which so costs its single request;
+//   - lock/<name> exists without a held node: a done marker, or a holder that
+//     claimed without creating one (a replica of an older oncecron, during a
+//     rolling upgrade).
+//
+// The first and last cases pay a second round trip, to read the lock node: an
+// ephemeral node is a holder (the same owner on the current session is an
+// idempotent repeat; anything else is locking.ErrHeld), a persistent one is a done
+// marker (locking.ErrDone until its retention, counted from the marker's
+// server-side creation time, has run out; an expired marker is replaced by the
+// claim within the same multi, guarded as below). No operation of a multi can
+// compare a time, so telling an expired marker from a live one needs that read.
+// The layout of held keys and done markers is the one older versions use, plus the
+// held node, so replicas of both versions exclude each other and honour each
+// other's done markers.
 //
 // A multi can only check versions, and a lock node at a given path always has
 // version 0, whoever created it; so operations that must act only on our own
 // entry name the owner in a path. The own node exists exactly while our lock node
 // does: both are created in one transaction, deleted in one transaction (Release,
 // Complete) and, being ephemeral nodes of the same session, removed together when
-// the session ends. Release is "delete own, delete lock" and Complete is "delete
-// own, delete lock, create the done marker and its owner child, append the record":
-// the first delete fails with NoNode unless we still hold the key, which undoes the
-// whole multi. Likewise a done marker is deleted (by a claim after its retention,
+// the session ends (the held node likewise). Release is "delete own, delete held,
+// delete lock" and Complete is "delete own, delete held, delete lock, create the
+// done marker and its owner child, append the record": the first delete fails with
+// NoNode unless we still hold the key, which undoes the whole multi. Likewise a done marker is deleted (by a claim after its retention,
 // or by the janitor) as "delete lock/<name>/<owner>, delete lock/<name>", which
 // can never remove a later marker or a holder's node that took the same path.
 //

@@ -112,7 +112,8 @@ func abandoned(err error) bool {
 }
 
 // Claim implements locking.Backend: one multi-op round trip when the key is
-// free, two when it is held or done (see the package documentation).
+// free or held by another owner, two when it is done (the second reads the done
+// marker's retention; see the package documentation).
 func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
 	if err := b.checkArgs(key, owner, ttl); err != nil {
 		return locking.Grant{}, b.wrap("claim", key.String(), err)
@@ -138,10 +139,15 @@ func (b *Backend) claim(ctx context.Context, key locking.Key, owner string, ttl 
 		if replace != "" {
 			ops = append(ops, &zk.DeleteRequest{Path: lock + "/" + replace, Version: -1}, &zk.DeleteRequest{Path: lock, Version: -1})
 		}
+		// The order decides which create fails first, and so what a single failed
+		// multi tells: own (a repeat of ours), held (another holder), lock (a done
+		// marker, or a holder that did not create a held node).
 		base := len(ops)
+		fence := base + 3
 		ops = append(ops,
-			&zk.CreateRequest{Path: lock, Data: []byte(owner), Acl: b.acl, Flags: zk.FlagEphemeral},
 			&zk.CreateRequest{Path: b.ownPath(key, owner), Acl: b.acl, Flags: zk.FlagEphemeral},
+			&zk.CreateRequest{Path: b.heldPath(key), Data: []byte(owner), Acl: b.acl, Flags: zk.FlagEphemeral},
+			&zk.CreateRequest{Path: lock, Data: []byte(owner), Acl: b.acl, Flags: zk.FlagEphemeral},
 			&zk.SetDataRequest{Path: b.fencePath(key.Scope), Version: -1},
 		)
 		if waiter != "" {
@@ -153,14 +159,14 @@ func (b *Backend) claim(ctx context.Context, key locking.Key, owner string, ttl 
 				if sid == 0 {
 					sid = b.conn.SessionID()
 				}
-				b.track(key, owner, sid, uint64(res[base+2].Stat.Mzxid), ttl, sent)
+				b.track(key, owner, sid, uint64(res[fence].Stat.Mzxid), ttl, sent)
 			}
 		})
 		if err == nil {
 			if sid == 0 {
 				return g, false, fmt.Errorf("%w: the session changed during the claim; its outcome is unknown", locking.ErrUnavailable)
 			}
-			return b.grant(key, owner, uint64(res[base+2].Stat.Mzxid), sid, sent, ttl), false, nil
+			return b.grant(key, owner, uint64(res[fence].Stat.Mzxid), sid, sent, ttl), false, nil
 		}
 		if res == nil {
 			if ambiguous(err) { // a repeat finds our nodes, if the request was applied
@@ -175,7 +181,13 @@ func (b *Backend) claim(ctx context.Context, key locking.Key, owner string, ttl 
 		}
 		idx, zerr := failed(res, err)
 		switch {
-		case idx == base && errors.Is(zerr, zk.ErrNodeExists):
+		case idx == base+1 && errors.Is(zerr, zk.ErrNodeExists):
+			// Held by another owner: our own node did not exist, so not by us.
+			return g, false, locking.ErrHeld
+		case (idx == base || idx == base+2) && errors.Is(zerr, zk.ErrNodeExists):
+			// Our own node exists (a repeat, or our ended session), or the lock node
+			// does without a held node (a done marker, or a holder claiming without
+			// one): the lock node tells which.
 			data, stat, gsid, gsent, err := b.get(ctx, lock)
 			if errors.Is(err, zk.ErrNoNode) {
 				continue // freed meanwhile
@@ -206,9 +218,9 @@ func (b *Backend) claim(ctx context.Context, key locking.Key, owner string, ttl 
 			replace = m.Owner
 		case idx >= 0 && idx < base && errors.Is(zerr, zk.ErrNoNode):
 			replace = "" // someone else removed the expired marker
-		case waiter != "" && idx == base+3 && errors.Is(zerr, zk.ErrNoNode):
+		case waiter != "" && idx == fence+1 && errors.Is(zerr, zk.ErrNoNode):
 			return g, false, errWaiterGone
-		case idx >= base && idx < base+3 && errors.Is(zerr, zk.ErrNoNode):
+		case idx >= base && idx <= fence && errors.Is(zerr, zk.ErrNoNode):
 			b.forgetScope(key.Scope)
 		default:
 			return g, false, zerr
@@ -404,8 +416,8 @@ func (b *Backend) refresh(ctx context.Context) error {
 	}
 }
 
-// Complete implements locking.Backend with one multi: delete our own and lock
-// nodes (failing unless we hold the key), create the done marker at the lock
+// Complete implements locking.Backend with one multi: delete our own, held and
+// lock nodes (failing unless we hold the key), create the done marker at the lock
 // node's path and its owner child, and append the record. A repeat after success
 // finds the marker with our owner and succeeds.
 func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
@@ -429,11 +441,13 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 	for attempt := 0; attempt < 3; attempt++ {
 		ops := []any{
 			&zk.DeleteRequest{Path: b.ownPath(g.Key, g.Owner), Version: -1},
+			&zk.DeleteRequest{Path: b.heldPath(g.Key), Version: -1},
 			&zk.DeleteRequest{Path: lock, Version: -1},
 			&zk.CreateRequest{Path: lock, Data: marker, Acl: b.acl, Flags: zk.FlagPersistent},
 			&zk.CreateRequest{Path: lock + "/" + g.Owner, Acl: b.acl, Flags: zk.FlagPersistent},
 			&zk.CreateRequest{Path: b.recDir(g.Key.Scope) + "/r-", Data: data, Acl: b.acl, Flags: zk.FlagSequence},
 		}
+		recIdx := len(ops) - 1
 		res, _, _, err := b.multi(ctx, ops, nil)
 		if err == nil {
 			b.untrack(g.Key, g.Owner)
@@ -465,7 +479,7 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 			}
 			b.untrack(g.Key, g.Owner)
 			return b.wrap("complete", what, locking.ErrNotHeld)
-		case idx == 4 && errors.Is(zerr, zk.ErrNoNode):
+		case idx == recIdx && errors.Is(zerr, zk.ErrNoNode):
 			b.forgetScope(g.Key.Scope)
 			if err := b.ensureScope(ctx, g.Key.Scope); err != nil {
 				return b.wrap("complete", what, err)
@@ -477,8 +491,8 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 	return b.wrap("complete", what, fmt.Errorf("%w: scope nodes keep disappearing", locking.ErrUnavailable))
 }
 
-// Release implements locking.Backend: one multi deleting our own node and the
-// lock node, which fails (ErrNotHeld) unless owner still holds the key on a live
+// Release implements locking.Backend: one multi deleting our own node, the held
+// node and the lock node, which fails (ErrNotHeld) unless owner still holds the key on a live
 // session. It needs only g.Key and g.Owner.
 func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
 	what := g.Key.String()
@@ -499,6 +513,7 @@ func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
 func (b *Backend) release(ctx context.Context, key locking.Key, owner string) error {
 	ops := []any{
 		&zk.DeleteRequest{Path: b.ownPath(key, owner), Version: -1},
+		&zk.DeleteRequest{Path: b.heldPath(key), Version: -1},
 		&zk.DeleteRequest{Path: b.lockPath(key), Version: -1},
 	}
 	res, _, _, err := b.multi(ctx, ops, nil)

@@ -569,6 +569,11 @@ func (b *Backend) lockPath(k locking.Key) string { return b.scopePath(k.Scope) +
 func (b *Backend) ownPath(k locking.Key, owner string) string {
 	return b.scopePath(k.Scope) + "/own/" + k.Name + "~" + owner
 }
+
+// heldPath is the node that exists exactly while some owner holds k (claimed by
+// this version: see the package documentation). Names and owners never contain
+// '~', so it cannot collide with an ownPath.
+func (b *Backend) heldPath(k locking.Key) string { return b.scopePath(k.Scope) + "/own/" + k.Name }
 func (b *Backend) fencePath(scope string) string { return b.scopePath(scope) + "/fence" }
 func (b *Backend) recDir(scope string) string    { return b.scopePath(scope) + "/rec" }
 func (b *Backend) waitDir(k locking.Key) string  { return b.scopePath(k.Scope) + "/wait/" + k.Name }
