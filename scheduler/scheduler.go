@@ -89,6 +89,7 @@ type Scheduler struct {
 	jobsCtx  context.Context
 	stopJobs context.CancelCauseFunc
 	status   status // what Jobs and Readiness report (status.go)
+	lag      lagMeter
 }
 
 // New returns a Scheduler for o.
@@ -252,11 +253,13 @@ func (s *Scheduler) dispatch(ctx context.Context, q *tickQueue) {
 	}
 }
 
-// claimAhead is how long before a tick's start the replica claims it. The
-// claims of a thousand ticks that share an instant then travel, and their
-// leases are built, before the instant; at the instant only the runs start.
-// A run never starts before its instant, and the overlap policy is applied at
-// the instant. Capped at a tenth of the TTL (see Scheduler.lead).
+// claimAhead is how long before a tick's start the replica claims it, at
+// least: the claims of a thousand ticks that share an instant then travel,
+// and their leases are built, before the instant; at the instant only the
+// runs start. When the backend took longer to answer the claims of the last
+// ten to twenty seconds, twice that. A run never starts before its instant,
+// and the overlap policy is applied at the instant. Capped at a tenth of the
+// TTL (see Scheduler.lead).
 //
 // Only ticks of jobs with overlap allow or skip are claimed ahead. With skip,
 // the winner of a tick also claims the job's running key (held while the run
@@ -273,8 +276,11 @@ func (s *Scheduler) lead(j *Job) time.Duration {
 	if j.Overlap != OverlapAllow && j.Overlap != OverlapSkip {
 		return 0
 	}
-	return min(claimAhead, s.o.TTL/10)
+	return min(max(claimAhead, 2*s.lag.get()), maxLead(s.o.TTL))
 }
+
+// maxLead is the longest lead of a claim for a TTL.
+func maxLead(ttl time.Duration) time.Duration { return ttl / 10 }
 
 // claimAt is when the dispatcher claims a tick of j that starts at at, the
 // tick before it of the same job starting at prev: lead before at, but never
@@ -360,17 +366,13 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			case <-t.after:
 			case <-ctx.Done():
 			}
-			lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
-			s.start(ctx, t, &claimed{lease: lease, err: err})
+			s.start(ctx, t, s.claimTick(ctx, t))
 		})
 	}
 	batch = batch[:n]
 	if len(batch) <= 1 || !s.locker.Batches() {
 		for _, t := range batch {
-			s.spawn(func() {
-				lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
-				s.start(ctx, t, &claimed{lease: lease, err: err})
-			})
+			s.spawn(func() { s.start(ctx, t, s.claimTick(ctx, t)) })
 		}
 		return
 	}
@@ -385,13 +387,23 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			for i, t := range chunk {
 				keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
 			}
+			sent := s.o.Clock.Now()
 			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
+			s.lag.note(sent, s.o.Clock.Now())
 			for i, t := range chunk {
 				first := &claimed{lease: leases[i], err: errs[i]}
 				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
 	}
+}
+
+// claimTick claims t alone, noting how long the answer took.
+func (s *Scheduler) claimTick(ctx context.Context, t *tick) *claimed {
+	sent := s.o.Clock.Now()
+	lease, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}, s.o.TTL)
+	s.lag.note(sent, s.o.Clock.Now())
+	return &claimed{lease: lease, err: err}
 }
 
 // batchSize is how many ticks of one instant a batch claim carries.

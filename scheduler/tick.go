@@ -486,7 +486,7 @@ func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, f
 		// renewed on its own schedule; it expires up to a third of the TTL
 		// after the tick's key (plus the claims' gap). Wait that long for it,
 		// rather than skip the tick because of the dead run.
-		wctx, wcancel := context.WithTimeout(gctx, s.o.TTL/3+min(claimAhead, s.o.TTL/10)+s.o.TTL/10)
+		wctx, wcancel := context.WithTimeout(gctx, s.o.TTL/3+maxLead(s.o.TTL)+s.o.TTL/10)
 		guard, err = s.locker.Acquire(wctx, running, s.o.TTL)
 		wcancel()
 		switch {
