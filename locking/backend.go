@@ -57,9 +57,18 @@ type Acquirer interface {
 }
 
 // Waiter is implemented by backends that can tell when a held key may have become
-// free. Wait returns when key changed (released, completed or expired) or after a
-// backend-chosen bounded interval, whichever comes first; the Locker then claims
-// again. Backends with neither Acquirer nor Waiter are polled.
+// free. Wait is called after a Claim of key returned ErrHeld. It returns when key
+// may have changed (released, completed, or its holder's lease may have expired)
+// or after a backend-chosen bounded interval, whichever comes first; the Locker
+// then claims again. Wait must never sleep past the moment the holder's lease
+// could have run out without being renewed, so that a dead holder's key is taken
+// over when it expires. A wake-up without a change only costs a claim.
+//
+// Wait returns an error wrapping ErrDone if it learned that key was completed (a
+// done marker lasts its retention, so this is final): the Locker then returns
+// ErrDone without claiming again. It returns the context's error when ctx ends,
+// and ErrClosed after Close; any other error (the backend could not be asked) is
+// treated as a wake-up. Backends with neither Acquirer nor Waiter are polled.
 type Waiter interface {
 	Wait(ctx context.Context, key Key) error
 }

@@ -7,7 +7,8 @@
 //   - Claim tries once, without waiting: it wins a Lease, or reports that
 //     another owner holds the key (ErrHeld), or that the key was completed and
 //     its retention has not run out (ErrDone). Acquire waits, bounded by its
-//     context.
+//     context; TakeOver waits too, after a Claim that found the key held,
+//     without claiming again before the holder may have ended.
 //   - Every won lease carries a fencing token, strictly greater than every token
 //     issued before in the same scope, by any client. Pass it to whatever the
 //     holder writes to, and have that refuse writes with a lower token.

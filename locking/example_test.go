@@ -66,3 +66,38 @@ func ExampleLocker_Claim() {
 	// true
 	// true true
 }
+
+// A replica that lost the race for a tick waits for the winner without asking
+// the backend again: it learns that the winner completed the tick, or takes the
+// tick over when the winner releases it (or dies and its lease expires).
+func ExampleLocker_TakeOver() {
+	ctx := context.Background()
+	locker, _ := locking.New(memlock.New())
+	ttl := 5 * time.Second
+	for _, winnerEnds := range []string{"completes", "releases"} {
+		tick := locking.Key{Scope: "job", Name: "2026-11-25T00:00:00Z-" + winnerEnds}
+		winner, _ := locker.Claim(ctx, tick, ttl)
+		if _, err := locker.Claim(ctx, tick, ttl); !errors.Is(err, locking.ErrHeld) {
+			panic(err)
+		}
+		go func() {
+			time.Sleep(10 * time.Millisecond) // the winner's run
+			if winnerEnds == "completes" {
+				_ = winner.Complete(ctx, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Hour)
+			} else {
+				_ = winner.Release(ctx)
+			}
+		}()
+		lease, err := locker.TakeOver(ctx, tick, ttl)
+		switch {
+		case errors.Is(err, locking.ErrDone):
+			fmt.Println("the winner", winnerEnds, "the tick: nothing to take over")
+		case err == nil:
+			fmt.Println("the winner", winnerEnds, "the tick: taken over with a higher token:", lease.Token() > winner.Token())
+			_ = lease.Release(ctx)
+		}
+	}
+	// Output:
+	// the winner completes the tick: nothing to take over
+	// the winner releases the tick: taken over with a higher token: true
+}

@@ -20,8 +20,9 @@ const (
 	DefaultDrift = 0.01
 	// DefaultMaxMargin caps the automatic safety margin (TTL/5) for long TTLs.
 	DefaultMaxMargin = 2 * time.Second
-	// DefaultPollInterval is how often Acquire retries a held key on a backend that
-	// cannot notify waiters.
+	// DefaultPollInterval is how often Acquire and TakeOver retry a held key on a
+	// backend that can neither queue nor notify waiters (neither Acquirer nor
+	// Waiter), and retry a backend that did not answer.
 	DefaultPollInterval = 250 * time.Millisecond
 	// MinTTL is the smallest TTL a Locker accepts.
 	MinTTL = 100 * time.Millisecond
@@ -85,8 +86,9 @@ func WithMargin(d time.Duration) Option { return func(o *options) { o.margin = d
 // WithDrift sets the assumed clock-rate drift ρ (default DefaultDrift), in [0, 0.1].
 func WithDrift(rho float64) Option { return func(o *options) { o.drift = rho } }
 
-// WithPollInterval sets how often Acquire retries on backends that cannot notify
-// waiters (default DefaultPollInterval).
+// WithPollInterval sets how often Acquire and TakeOver retry a held key on
+// backends that can neither queue nor notify waiters, and retry a backend that
+// did not answer (default DefaultPollInterval).
 func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // New returns a Locker on b.
@@ -152,9 +154,31 @@ func (l *Locker) Claim(ctx context.Context, key Key, ttl time.Duration) (*Lease,
 }
 
 // Acquire waits until it holds key, the key is completed (ErrDone) or ctx ends.
-// On etcd and ZooKeeper waiters queue and are woken one at a time; on other
-// backends Acquire waits for a change notification or polls.
+// It claims at once; if the key is held, on etcd and ZooKeeper it queues and is
+// woken in turn, and on other backends it waits for a change notification or the
+// holder's expiry (Waiter) or polls, and claims again.
 func (l *Locker) Acquire(ctx context.Context, key Key, ttl time.Duration) (*Lease, error) {
+	return l.acquire(ctx, key, ttl, nil)
+}
+
+// TakeOver is Acquire for a caller whose Claim of key just returned ErrHeld: it
+// waits for the holder to end before it claims again, instead of claiming again
+// at once. It returns a lease once the holder released key or its lease expired
+// (a takeover), an error wrapping ErrDone if the holder completed key, or ctx's
+// error joined with ErrHeld. On a backend that notifies waiters (Waiter: Redis,
+// memory) it claims again only when the holder released the key or its lease
+// may have expired: on Redis a holder that completes the key costs the waiter
+// no request beyond its lost claim, and one that runs on and renews costs it a
+// claim about once per TTL. Backends that queue waiters themselves (Acquirer:
+// etcd, ZooKeeper) are asked to Acquire at once, as by Acquire; other backends
+// are polled, starting after one poll interval.
+func (l *Locker) TakeOver(ctx context.Context, key Key, ttl time.Duration) (*Lease, error) {
+	return l.acquire(ctx, key, ttl, fmt.Errorf("%w: %s, by the caller's last claim", ErrHeld, key))
+}
+
+// acquire claims key until it holds it; a non-nil held (wrapping ErrHeld) says
+// the caller's own claim just found key held, and acquire waits before claiming.
+func (l *Locker) acquire(ctx context.Context, key Key, ttl time.Duration, held error) (*Lease, error) {
 	if err := l.pre(ctx, key, ttl); err != nil {
 		return nil, err
 	}
@@ -168,26 +192,33 @@ func (l *Locker) Acquire(ctx context.Context, key Key, ttl time.Duration) (*Leas
 		}
 		return l.newLease(g, sent, ttl), nil
 	}
+	last := held
 	for {
-		lease, err := l.Claim(ctx, key, ttl)
-		if err == nil {
-			return lease, nil
-		}
-		if !errors.Is(err, ErrHeld) && !errors.Is(err, ErrUnavailable) {
-			return nil, err
+		if last == nil {
+			lease, err := l.Claim(ctx, key, ttl)
+			if err == nil {
+				return lease, nil
+			}
+			if !errors.Is(err, ErrHeld) && !errors.Is(err, ErrUnavailable) {
+				return nil, err
+			}
+			last = err
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, errors.Join(err, cerr)
+			return nil, errors.Join(last, cerr)
 		}
-		if w, ok := l.b.(Waiter); ok && errors.Is(err, ErrHeld) {
-			if werr := w.Wait(ctx, key); werr != nil && ctx.Err() != nil {
-				return nil, errors.Join(err, ctx.Err())
+		if w, ok := l.b.(Waiter); ok && errors.Is(last, ErrHeld) {
+			werr := w.Wait(ctx, key)
+			switch {
+			case ctx.Err() != nil:
+				return nil, errors.Join(last, ctx.Err())
+			case errors.Is(werr, ErrDone), errors.Is(werr, ErrClosed):
+				return nil, werr
 			}
-			continue
+		} else if serr := sleep(ctx, l.opts.clock, jitter(l.opts.poll)); serr != nil {
+			return nil, errors.Join(last, serr)
 		}
-		if serr := sleep(ctx, l.opts.clock, jitter(l.opts.poll)); serr != nil {
-			return nil, errors.Join(err, serr)
-		}
+		last = nil
 	}
 }
 

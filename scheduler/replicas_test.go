@@ -5,8 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/oncecron/oncecron/internal/testenv"
 	"github.com/oncecron/oncecron/jobs"
@@ -25,8 +29,9 @@ func randomNamespace() string {
 
 // testReplicas runs three schedulers, each with its own client of a real
 // backend, with twenty jobs firing every second for about ten seconds, and checks
-// that every tick ran exactly once with tokens rising per job.
-func testReplicas(t *testing.T, newBackend func(t *testing.T) locking.Backend) {
+// that every tick ran exactly once with tokens rising per job. It returns when
+// it started.
+func testReplicas(t *testing.T, newBackend func(t *testing.T) locking.Backend) time.Time {
 	const ttl = 3 * time.Second
 	var log runLog
 	var js []scheduler.Job
@@ -69,18 +74,76 @@ func testReplicas(t *testing.T, newBackend func(t *testing.T) locking.Backend) {
 		}
 	}
 	t.Logf("runs per replica: %v", replicas)
+	return begin
 }
 
+// tickScripts counts the Lua scripts a Redis client runs on each tick's lock
+// key, by tick name, one by one also in pipelines.
+type tickScripts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *tickScripts) add(cmd redis.Cmder) {
+	// EVALSHA sha numkeys key...: the lock key is <ns>:{<job>}:l:<tick>.
+	if a := cmd.Args(); (cmd.Name() == "evalsha" || cmd.Name() == "eval") && len(a) > 3 {
+		if k, ok := a[3].(string); ok {
+			if _, tick, ok := strings.Cut(k, "}:l:"); ok {
+				h.mu.Lock()
+				h.n[tick]++
+				h.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (h *tickScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *tickScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *tickScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.add(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestReplicasRedis also counts the scripts of the ticks that fell while all
+// three replicas ran: each needs three claims and one completion. The two
+// losers of a tick wait for its completion without asking Redis again.
 func TestReplicasRedis(t *testing.T) {
 	addr := testenv.RedisAddr(t)
 	ns := randomNamespace()
-	testReplicas(t, func(t *testing.T) locking.Backend {
+	h := &tickScripts{n: map[string]int{}}
+	begin := testReplicas(t, func(t *testing.T) locking.Backend {
 		b, err := redislock.Dial(redislock.Config{Addrs: []string{addr}, Options: redislock.Options{Namespace: ns}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		b.Client().AddHook(h)
 		return b
 	})
+	// The ticks of the 20 jobs from 3 s after the start (the losers of the
+	// first ticks claim once more when their subscription is confirmed) for
+	// 5 s, when all have ended.
+	first := begin.Truncate(time.Second).Add(3 * time.Second)
+	ticks, n := 0, 0
+	for at := first; at.Before(first.Add(5 * time.Second)); at = at.Add(time.Second) {
+		ticks += 20
+		n += h.n[scheduler.TickName(at)]
+	}
+	perTick := float64(n) / float64(ticks)
+	t.Logf("%d scripts for %d ticks: %.2f per tick", n, ticks, perTick)
+	if perTick > 4.5 {
+		t.Errorf("%.2f scripts per tick, want about 4 (3 claims and a completion)", perTick)
+	}
 }
 
 func TestReplicasEtcd(t *testing.T) {

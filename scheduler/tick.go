@@ -192,19 +192,24 @@ func (s *Scheduler) nextAttempt(ctx context.Context, key locking.Key) int {
 	return n
 }
 
-// await waits, without hammering the backend, for the runner of a tick to end it.
-// It returns a lease if the runner died or released it within the starting
-// deadline (a takeover), and nil if the tick was completed, or is still held at
-// its deadline. A backend outage while waiting does not end the wait: the wait
-// goes on until the deadline. At the deadline, a tick that nobody holds and
-// nobody completed is claimed so that it is recorded as missed, never dropped
-// silently.
+// await waits, without hammering the backend, for the runner of a tick to end it;
+// it is called right after this replica's claim found the tick held. It returns
+// a lease if the runner died or released it within the starting deadline (a
+// takeover), and nil if the tick was completed, or is still held at its
+// deadline. It does not claim again before the runner may have ended
+// (Locker.TakeOver): on Redis and memory a runner that completes the tick costs
+// the waiting replica nothing more than its lost claim. A backend outage while
+// waiting does not end the wait: the wait goes on until the deadline. At the
+// deadline, a tick that nobody holds and nobody completed is claimed so that it
+// is recorded as missed, never dropped silently.
 func (s *Scheduler) await(ctx context.Context, j *Job, key locking.Key, deadline time.Time, log *zap.Logger) *locking.Lease {
 	backoff := 100 * time.Millisecond
+	wait := s.locker.TakeOver // the last claim found the tick held
 	for {
 		actx, cancel := context.WithDeadline(ctx, deadline)
-		lease, err := s.locker.Acquire(actx, key, s.o.TTL)
+		lease, err := wait(actx, key, s.o.TTL)
 		cancel()
+		wait = s.locker.Acquire // from now on the last claim may have failed
 		switch {
 		case err == nil:
 			return lease

@@ -10,11 +10,14 @@
 //	<ns>:{<scope>}:h          the history: a list of JSON records, newest first
 //
 // Claim checks the done marker, SET NX PX the lock and INCR the fence in one
-// script; Renew, Complete and Release compare the owner id first and never
-// re-create a missing key. Every script is safe to repeat with the same owner, so
-// a retry after a lost reply cannot take, extend or free someone else's key; the
-// client built by Dial also turns go-redis's own retries off, so that the watchdog,
-// which knows the lease's deadline, decides when to retry.
+// script; a claim that finds the key held also reads how long the holder's
+// lease has left, for Wait. Renew, Complete and Release compare the owner id
+// first and never re-create a missing key; Complete and Release PUBLISH on
+// <ns>:ended that they freed it, so that waiters wake without asking (see
+// Wait). Every script is safe to repeat with the same owner, so a retry after a
+// lost reply cannot take, extend or free someone else's key; the client built
+// by Dial also turns go-redis's own retries off, so that the watchdog, which
+// knows the lease's deadline, decides when to retry.
 //
 // # What the guarantee rests on
 //
@@ -59,7 +62,9 @@ type Backend struct {
 	c          redis.UniversalClient
 	ns         string
 	maxRecords int
-	owned      bool // Close closes c
+	owned      bool    // Close closes c
+	ended      string  // the channel of Complete's and Release's messages to waiters
+	w          watcher // waiters and their subscription (wait.go)
 }
 
 // New returns a backend on an existing client (standalone, Sentinel or Cluster).
@@ -79,7 +84,7 @@ func New(c redis.UniversalClient, opts Options) (*Backend, error) {
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = DefaultMaxRecords
 	}
-	return &Backend{c: c, ns: opts.Namespace, maxRecords: opts.MaxRecords}, nil
+	return &Backend{c: c, ns: opts.Namespace, maxRecords: opts.MaxRecords, ended: opts.Namespace + ":ended"}, nil
 }
 
 // Config says how Dial reaches Redis.
@@ -157,16 +162,17 @@ func (b *Backend) histKey(scope string) string     { return b.ns + ":{" + scope 
 // The owner id is followed by ":" in the lock's value; every script compares it
 // as a prefix, so an owner id never matches a longer one.
 var (
-	// claimScript returns the token (> 0) of a won claim, -1 if another owner
-	// holds the key, -2 if it is done. A held key is never done (completion
-	// deletes the lock as it writes the done marker), so the lock is read
-	// first: a losing racer costs one read.
+	// claimScript returns the token (> 0) of a won claim, {-1, ms} if another
+	// owner holds the key for ms more milliseconds (unless renewed), -2 if it
+	// is done. A held key is never done (completion deletes the lock as it
+	// writes the done marker), so the lock is read first: a losing racer costs
+	// two reads, and its Wait knows when the holder's lease could expire.
 	claimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then
   local p = ARGV[1] .. ':'
   if string.sub(v, 1, #p) == p then return tonumber(string.sub(v, #p + 1)) end
-  return -1
+  return {-1, redis.call('PTTL', KEYS[1])}
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 local t = redis.call('INCR', KEYS[3])
@@ -184,7 +190,9 @@ return 0
 `)
 	// completeScript: a held lock is never done, so the done marker is read
 	// only when the lock is not ours (a repeated completion succeeds), and the
-	// history is trimmed only once it is longer than its bound.
+	// history is trimmed only once it is longer than its bound. It tells the
+	// waiters (ARGV[5] is the channel, see wait.go) only when it frees the
+	// lock, with pcall: a user not allowed to publish still completes.
 	completeScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 local p = ARGV[1] .. ':'
@@ -197,6 +205,7 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 if redis.call('LPUSH', KEYS[3], ARGV[3]) > tonumber(ARGV[4]) then
   redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
 end
+redis.pcall('PUBLISH', ARGV[5], 'd' .. KEYS[1])
 return 1
 `)
 	releaseScript = redis.NewScript(`
@@ -204,6 +213,7 @@ local v = redis.call('GET', KEYS[1])
 local p = ARGV[1] .. ':'
 if v and string.sub(v, 1, #p) == p then
   redis.call('DEL', KEYS[1])
+  redis.pcall('PUBLISH', ARGV[2], 'r' .. KEYS[1])
   return 1
 end
 return 0
@@ -217,7 +227,8 @@ return 1
 
 // Claim implements locking.Backend.
 func (b *Backend) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
-	return b.claimReply(ctx, key, owner, ttl, claimScript.Run(ctx, b.c, []string{b.lockKey(key), b.doneKey(key), b.fenceKey(key)}, owner, ttl.Milliseconds()))
+	sent := time.Now()
+	return b.claimReply(ctx, key, owner, ttl, sent, claimScript.Run(ctx, b.c, []string{b.lockKey(key), b.doneKey(key), b.fenceKey(key)}, owner, ttl.Milliseconds()))
 }
 
 // ClaimBatch implements locking.BatchClaimer: all the claims go in one pipeline,
@@ -237,6 +248,7 @@ func (b *Backend) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) [
 	for i := range all {
 		all[i] = i
 	}
+	sent := time.Now()
 	cmds := send(all)
 	var again []int
 	for i, c := range cmds {
@@ -253,13 +265,20 @@ func (b *Backend) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) [
 	}
 	out := make([]locking.ClaimResult, len(reqs))
 	for i, r := range reqs {
-		out[i].Grant, out[i].Err = b.claimReply(ctx, r.Key, r.Owner, r.TTL, cmds[i])
+		out[i].Grant, out[i].Err = b.claimReply(ctx, r.Key, r.Owner, r.TTL, sent, cmds[i])
 	}
 	return out
 }
 
-// claimReply interprets the claim script's reply.
-func (b *Backend) claimReply(ctx context.Context, key locking.Key, owner string, ttl time.Duration, cmd *redis.Cmd) (locking.Grant, error) {
+// claimReply interprets the reply of the claim script sent at sent.
+func (b *Backend) claimReply(ctx context.Context, key locking.Key, owner string, ttl time.Duration, sent time.Time, cmd *redis.Cmd) (locking.Grant, error) {
+	if held, ok := cmd.Val().([]any); ok && cmd.Err() == nil && len(held) == 2 {
+		if res, ok := held[0].(int64); ok && res == -1 {
+			pttl, _ := held[1].(int64)
+			b.noteHeld(key, sent, pttl)
+			return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrHeld)
+		}
+	}
 	res, err := cmd.Int64()
 	if err != nil {
 		return locking.Grant{}, b.fail(ctx, "claim", key, err)
@@ -267,8 +286,6 @@ func (b *Backend) claimReply(ctx context.Context, key locking.Key, owner string,
 	switch {
 	case res > 0:
 		return locking.Grant{Key: key, Owner: owner, Token: uint64(res), TTL: ttl}, nil
-	case res == -1:
-		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrHeld)
 	case res == -2:
 		return locking.Grant{}, fmt.Errorf("redislock: claim %s: %w", key, locking.ErrDone)
 	default:
@@ -296,7 +313,7 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 		return fmt.Errorf("redislock: complete %s: %w: %v", g.Key, locking.ErrInvalid, err)
 	}
 	keys := []string{b.lockKey(g.Key), b.doneKey(g.Key), b.histKey(g.Key.Scope)}
-	ok, err := completeScript.Run(ctx, b.c, keys, g.Owner, retention.Milliseconds(), data, b.maxRecords).Int()
+	ok, err := completeScript.Run(ctx, b.c, keys, g.Owner, retention.Milliseconds(), data, b.maxRecords, b.ended).Int()
 	if err != nil {
 		return b.fail(ctx, "complete", g.Key, err)
 	}
@@ -308,7 +325,7 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 
 // Release implements locking.Backend.
 func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
-	ok, err := releaseScript.Run(ctx, b.c, []string{b.lockKey(g.Key)}, g.Owner).Int()
+	ok, err := releaseScript.Run(ctx, b.c, []string{b.lockKey(g.Key)}, g.Owner, b.ended).Int()
 	if err != nil {
 		return b.fail(ctx, "release", g.Key, err)
 	}
@@ -347,8 +364,10 @@ func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locki
 	return out, nil
 }
 
-// Close implements locking.Backend; it closes the client if Dial made it.
+// Close implements locking.Backend: it ends the subscription of Wait, wakes
+// the waiters with ErrClosed, and closes the client if Dial made it.
 func (b *Backend) Close() error {
+	b.closeWaits()
 	if b.owned {
 		return b.c.Close()
 	}
@@ -381,6 +400,7 @@ var (
 	_ locking.Backend      = (*Backend)(nil)
 	_ locking.BatchClaimer = (*Backend)(nil)
 	_ locking.ServerClock  = (*Backend)(nil)
+	_ locking.Waiter       = (*Backend)(nil)
 )
 
 // CheckFencing implements locking.FencingChecker: tokens and done markers
