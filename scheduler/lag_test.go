@@ -13,7 +13,7 @@ func TestLagMeter(t *testing.T) {
 		want     time.Duration // get() after it
 	}{
 		{0, 300 * time.Millisecond, 300 * time.Millisecond},
-		{time.Second, 20 * time.Millisecond, 300 * time.Millisecond},     // the window's longest
+		{time.Second, 20 * time.Millisecond, 300 * time.Millisecond},      // the window's longest
 		{11 * time.Second, 10 * time.Millisecond, 300 * time.Millisecond}, // new window: the last one still counts
 		{22 * time.Second, 5 * time.Millisecond, 10 * time.Millisecond},   // the slow burst is two windows old
 		{23 * time.Second, 400 * time.Millisecond, 400 * time.Millisecond},
