@@ -68,7 +68,9 @@ type Acquirer interface {
 // done marker lasts its retention, so this is final): the Locker then returns
 // ErrDone without claiming again. It returns the context's error when ctx ends,
 // and ErrClosed after Close; any other error (the backend could not be asked) is
-// treated as a wake-up. Backends with neither Acquirer nor Waiter are polled.
+// treated as a wake-up. Backends with neither Acquirer nor Waiter are polled. A
+// backend that implements both is queued by Locker.Acquire and waits with Wait
+// in Locker.TakeOver.
 type Waiter interface {
 	Wait(ctx context.Context, key Key) error
 }

@@ -166,12 +166,13 @@ func (l *Locker) Acquire(ctx context.Context, key Key, ttl time.Duration) (*Leas
 // at once. It returns a lease once the holder released key or its lease expired
 // (a takeover), an error wrapping ErrDone if the holder completed key, or ctx's
 // error joined with ErrHeld. On a backend that notifies waiters (Waiter: Redis,
-// memory) it claims again only when the holder released the key or its lease
-// may have expired: on Redis a holder that completes the key costs the waiter
-// no request beyond its lost claim, and one that runs on and renews costs it a
-// claim about once per TTL. Backends that queue waiters themselves (Acquirer:
-// etcd, ZooKeeper) are asked to Acquire at once, as by Acquire; other backends
-// are polled, starting after one poll interval.
+// etcd, memory) it claims again only when the holder released the key or its
+// lease may have expired: a holder that completes the key costs the waiter no
+// request beyond its lost claim (on Redis one that runs on and renews costs it
+// a claim about once per TTL; on etcd, none). Waiters are not queued: all wake
+// and claim, one wins. A backend that queues waiters but cannot notify them
+// (Acquirer alone: ZooKeeper) is asked to Acquire at once, as by Acquire;
+// other backends are polled, starting after one poll interval.
 func (l *Locker) TakeOver(ctx context.Context, key Key, ttl time.Duration) (*Lease, error) {
 	return l.acquire(ctx, key, ttl, fmt.Errorf("%w: %s, by the caller's last claim", ErrHeld, key))
 }
@@ -182,7 +183,8 @@ func (l *Locker) acquire(ctx context.Context, key Key, ttl time.Duration, held e
 	if err := l.pre(ctx, key, ttl); err != nil {
 		return nil, err
 	}
-	if a, ok := l.b.(Acquirer); ok {
+	_, waits := l.b.(Waiter)
+	if a, ok := l.b.(Acquirer); ok && (held == nil || !waits) {
 		owner := NewOwner()
 		sent := l.opts.clock.Now()
 		g, err := a.Acquire(ctx, key, owner, ttl)

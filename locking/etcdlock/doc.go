@@ -86,6 +86,16 @@
 // both keys in one transaction, so the next waiter wakes exactly once, when the
 // key is free. A cancelled Acquire deletes its waiter key.
 //
+// # Wait
+//
+// Wait (locking.Waiter, used by Locker.TakeOver after a lost claim) makes no
+// request: a claim that finds a key held notes its answer's revision, and Wait
+// watches the lock key (deletions) and the done key (puts) from the next
+// revision, on the client's shared watch stream. A done put ends it with
+// ErrDone, a lock deletion (release, or the holder's lease expired) with nil,
+// and the caller claims again; nothing between the claim and the watch is
+// missed. Waiters are not queued: a takeover is a race among the losers.
+//
 // # Completion and history
 //
 // Complete is one transaction guarded by owner and token that deletes the lock

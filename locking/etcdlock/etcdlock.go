@@ -229,6 +229,8 @@ type Backend struct {
 	leases map[retKey]retLease
 
 	batchMax atomic.Int32 // ClaimBatch's transaction size once lowered; 0: maxBatch
+
+	held heldSeen // revisions at which claims found keys held (Wait)
 }
 
 // New connects to the etcd cluster at endpoints ("host:port", "http://host:port"

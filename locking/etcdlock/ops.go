@@ -148,6 +148,7 @@ func (b *Backend) claimAnswer(s *session, key locking.Key, owner string, ttl tim
 	if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == owner {
 		return b.repeated(key, owner, kv, ttl)
 	}
+	b.held.note(key, rev) // for a Wait that may follow
 	return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrHeld)
 }
 

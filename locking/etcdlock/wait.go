@@ -1,0 +1,153 @@
+package etcdlock
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/oncecron/oncecron/locking"
+)
+
+// Waiting for a held key (locking.Waiter).
+//
+// A claim that finds a key held notes the revision of its answer. Wait then
+// watches the key's lock and its done marker from the next revision, on the
+// client's shared watch stream (no request of its own): the done marker's put
+// means the key was completed (ErrDone, final: the marker lasts its
+// retention); the lock's deletion means it was released or its holder's lease
+// expired, and the caller claims again. Nothing is missed between the claim
+// and the watch, since the watch starts at the claim's revision. A compacted
+// revision, a lost leader or a broken stream end the Wait, and the caller
+// claims again. Locker.TakeOver uses it, so that a replica that lost a tick's
+// race costs no request but its lost claim when the winner completes the tick.
+
+const (
+	// maxWait bounds one Wait, in case the watch stream stalls silently.
+	maxWait = 30 * time.Second
+	// sameTxnWait is how long a Wait that saw the lock deleted waits for the
+	// done marker's put of the same transaction, on the other watch.
+	sameTxnWait = 100 * time.Millisecond
+	// heldRevs bounds the revisions kept for claims that found a key held;
+	// older ones are dropped first (a Wait without one reads the key).
+	heldRevs = 4096
+)
+
+// heldSeen keeps, per key, the revision at which a claim last found it held.
+type heldSeen struct {
+	mu   sync.Mutex
+	revs map[locking.Key]int64
+	keys []locking.Key // insertion order, for the bound
+}
+
+func (h *heldSeen) note(key locking.Key, rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.revs == nil {
+		h.revs = map[locking.Key]int64{}
+	}
+	if _, ok := h.revs[key]; !ok {
+		h.keys = append(h.keys, key)
+	}
+	h.revs[key] = rev
+	for len(h.revs) > heldRevs && len(h.keys) > 0 {
+		delete(h.revs, h.keys[0])
+		h.keys = h.keys[1:]
+	}
+	if len(h.keys) > 2*heldRevs { // drop the order of keys taken by Waits
+		live := h.keys[:0]
+		for _, k := range h.keys {
+			if _, ok := h.revs[k]; ok {
+				live = append(live, k)
+			}
+		}
+		h.keys = live
+	}
+}
+
+func (h *heldSeen) take(key locking.Key) (int64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rev, ok := h.revs[key]
+	delete(h.revs, key)
+	return rev, ok
+}
+
+// Wait implements locking.Waiter: it returns an error wrapping
+// locking.ErrDone once key was completed, nil once its lock was deleted
+// (released, or the holder's lease expired) or when the watch could not go
+// on, and ctx's error when ctx ends. It makes no request when a claim of this
+// backend found key held just before; otherwise it reads the lock once.
+func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
+	if err := key.Validate(); err != nil {
+		return err
+	}
+	lk, dk := b.lockKey(key), b.doneKey(key)
+	rev, ok := b.held.take(key)
+	if !ok {
+		rctx, cancel := b.rpc(ctx)
+		resp, err := b.cli.Txn(rctx).Then(clientv3.OpGet(lk, clientv3.WithCountOnly()), clientv3.OpGet(dk, clientv3.WithCountOnly())).Commit()
+		cancel()
+		switch {
+		case err != nil:
+			return nil // the claim that follows reports it
+		case resp.Responses[1].GetResponseRange().Count > 0:
+			return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
+		case resp.Responses[0].GetResponseRange().Count == 0:
+			return nil
+		}
+		rev = resp.Header.Revision
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	done := b.cli.Watch(wctx, dk, clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
+	lock := b.cli.Watch(wctx, lk, clientv3.WithRev(rev+1), clientv3.WithFilterPut())
+	bound := b.clock.NewTimer(maxWait)
+	defer bound.Stop()
+	isDone := func(r clientv3.WatchResponse, ok bool) bool { return ok && r.Err() == nil && len(r.Events) > 0 }
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-bound.C():
+			return nil
+		case r, ok := <-done:
+			if isDone(r, ok) {
+				return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
+			}
+			if !ok || r.Err() != nil || r.Canceled {
+				return nil
+			}
+		case r, ok := <-lock:
+			if !ok || r.Err() != nil || r.Canceled {
+				return nil
+			}
+			if len(r.Events) == 0 {
+				continue // progress notification
+			}
+			// Deleted. A completion puts the done marker in the same
+			// transaction: its event is on its way on the other watch.
+			t := b.clock.NewTimer(sameTxnWait)
+			defer t.Stop()
+			for {
+				select {
+				case d, ok := <-done:
+					if isDone(d, ok) {
+						return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
+					}
+					if !ok || d.Err() != nil || d.Canceled {
+						return nil
+					}
+				case <-t.C():
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+	}
+}
+
+var _ locking.Waiter = (*Backend)(nil)
