@@ -1,5 +1,6 @@
 // Package zklock is the ZooKeeper lock backend of oncecron: a locking.Backend,
-// locking.Acquirer included, on one ZooKeeper session per Backend (per replica).
+// locking.Acquirer and locking.Waiter included, on one ZooKeeper session per
+// Backend (per replica).
 //
 // # Layout
 //
@@ -14,7 +15,9 @@
 //	<root>/<scope>/own/<name>~<owner>   EPHEMERAL claim identity, created and deleted
 //	                                    together with the lock node
 //	<root>/<scope>/own/<name>           EPHEMERAL held node: data = owner id, created
-//	                                    and deleted together with the lock node
+//	                                    and deleted together with the lock node;
+//	                                    Complete sets its data to the done marker's
+//	                                    just before deleting it (see Waiting)
 //	<root>/<scope>/rec/r-<seq>          PERSISTENT_SEQUENTIAL history records (JSON)
 //	<root>/<scope>/wait/<name>/w-<owner>-<seq>
 //	                                    EPHEMERAL_SEQUENTIAL Acquire queue
@@ -59,8 +62,9 @@
 // does: both are created in one transaction, deleted in one transaction (Release,
 // Complete) and, being ephemeral nodes of the same session, removed together when
 // the session ends (the held node likewise). Release is "delete own, delete held,
-// delete lock" and Complete is "delete own, delete held, delete lock, create the
-// done marker and its owner child, append the record": the first delete fails with
+// delete lock" and Complete is "delete own, set the held node's data, delete held,
+// delete lock, create the done marker and its owner child, append the record"
+// (the setData is for waiters: see Waiting): the first delete fails with
 // NoNode unless we still hold the key, which undoes the whole multi. Likewise a done marker is deleted (by a claim after its retention,
 // or by the janitor) as "delete lock/<name>/<owner>, delete lock/<name>", which
 // can never remove a later marker or a holder's node that took the same path.
@@ -107,6 +111,24 @@
 // on a repeated claim is ours only if its ephemeralOwner is the current session.
 //
 // # Waiting
+//
+// Wait (locking.Waiter, used by Locker.TakeOver after a lost claim) reads the
+// held node own/<name> with a one-shot data watch: one request, and none more
+// until the holder ends. The watch fires once, on the first change of the
+// transaction that ends the holder: Complete sets the held node's data before it
+// deletes it, so a completion arrives as NodeDataChanged (locking.ErrDone, with
+// no further request), while Release, the reaper and the end of the holder's
+// session delete it (NodeDeleted: the caller claims again). The lock path could
+// not tell the two apart: Complete deletes the ephemeral lock node and creates
+// the done marker at the same path in one multi, and a watch there fires
+// NodeDeleted either way. A held node already gone costs one read of the lock
+// node (free, done, or a holder of an older version without a held node, whose
+// lock node is then watched). getData sets no watch on a missing node, so a Wait
+// leaves none behind on a free or done key. An event of our own session (its
+// expiry, the client closing) ends the Wait too, and one Wait lasts at most 30 s
+// in case a notification is lost. Replicas of older versions do not set the held
+// node's data on Complete: their completions wake waiters as releases do, and
+// the waiters' next claim finds the done marker.
 //
 // Acquire is ZooKeeper's lock recipe: a sequential ephemeral waiter node per
 // caller, each watching only its predecessor; the head of the queue claims as

@@ -416,9 +416,10 @@ func (b *Backend) refresh(ctx context.Context) error {
 	}
 }
 
-// Complete implements locking.Backend with one multi: delete our own, held and
-// lock nodes (failing unless we hold the key), create the done marker at the lock
-// node's path and its owner child, and append the record. A repeat after success
+// Complete implements locking.Backend with one multi: delete our own node
+// (failing unless we hold the key), set the held node's data to the marker (the
+// event its waiters get: see Wait), delete the held and lock nodes, create the
+// done marker at the lock node's path and its owner child, and append the record. A repeat after success
 // finds the marker with our owner and succeeds.
 func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
 	what := g.Key.String()
@@ -441,6 +442,9 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 	for attempt := 0; attempt < 3; attempt++ {
 		ops := []any{
 			&zk.DeleteRequest{Path: b.ownPath(g.Key, g.Owner), Version: -1},
+			// Waiters watch the held node: this change, before its deletion, is
+			// the event they get, and it tells them the key was completed.
+			&zk.SetDataRequest{Path: b.heldPath(g.Key), Data: marker, Version: -1},
 			&zk.DeleteRequest{Path: b.heldPath(g.Key), Version: -1},
 			&zk.DeleteRequest{Path: lock, Version: -1},
 			&zk.CreateRequest{Path: lock, Data: marker, Acl: b.acl, Flags: zk.FlagPersistent},
