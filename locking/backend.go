@@ -57,7 +57,7 @@ type Acquirer interface {
 }
 
 // Waiter is implemented by backends that can tell when a held key may have become
-// free. Wait is called after a Claim of key returned ErrHeld. It returns when key
+// free (Redis, etcd, ZooKeeper, memory). Wait is called after a Claim of key returned ErrHeld. It returns when key
 // may have changed (released, completed, or its holder's lease may have expired)
 // or after a backend-chosen bounded interval, whichever comes first; the Locker
 // then claims again. Wait must never sleep past the moment the holder's lease

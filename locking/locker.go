@@ -166,13 +166,14 @@ func (l *Locker) Acquire(ctx context.Context, key Key, ttl time.Duration) (*Leas
 // at once. It returns a lease once the holder released key or its lease expired
 // (a takeover), an error wrapping ErrDone if the holder completed key, or ctx's
 // error joined with ErrHeld. On a backend that notifies waiters (Waiter: Redis,
-// etcd, memory) it claims again only when the holder released the key or its
-// lease may have expired: a holder that completes the key costs the waiter no
-// request beyond its lost claim (on Redis one that runs on and renews costs it
-// a claim about once per TTL; on etcd, none). Waiters are not queued: all wake
-// and claim, one wins. A backend that queues waiters but cannot notify them
-// (Acquirer alone: ZooKeeper) is asked to Acquire at once, as by Acquire;
-// other backends are polled, starting after one poll interval.
+// etcd, ZooKeeper, memory) it claims again only when the holder released the
+// key or its lease may have expired: a holder that completes the key costs the
+// waiter no request beyond its lost claim (on ZooKeeper, one: the watch), and
+// one that runs on and renews costs it a claim about once per TTL on Redis,
+// a watch and a claim every 30 s on ZooKeeper, nothing on etcd. Waiters are not
+// queued: all wake and claim, one wins. A backend that queues waiters but
+// cannot notify them (Acquirer alone) is asked to Acquire at once, as by
+// Acquire; other backends are polled, starting after one poll interval.
 func (l *Locker) TakeOver(ctx context.Context, key Key, ttl time.Duration) (*Lease, error) {
 	return l.acquire(ctx, key, ttl, fmt.Errorf("%w: %s, by the caller's last claim", ErrHeld, key))
 }

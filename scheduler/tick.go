@@ -197,8 +197,9 @@ func (s *Scheduler) nextAttempt(ctx context.Context, key locking.Key) int {
 // a lease if the runner died or released it within the starting deadline (a
 // takeover), and nil if the tick was completed, or is still held at its
 // deadline. It does not claim again before the runner may have ended
-// (Locker.TakeOver): on Redis and memory a runner that completes the tick costs
-// the waiting replica nothing more than its lost claim. A backend outage while
+// (Locker.TakeOver): on Redis, etcd and memory a runner that completes the tick
+// costs the waiting replica nothing more than its lost claim, on ZooKeeper one
+// request (its watch). A backend outage while
 // waiting does not end the wait: the wait goes on until the deadline. At the
 // deadline, a tick that nobody holds and nobody completed is claimed so that it
 // is recorded as missed, never dropped silently.
