@@ -267,8 +267,8 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Backend, err
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            eps,
 		DialTimeout:          dial,
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 5 * time.Second,
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
 		TLS:                  tlsCfg,
 		Username:             o.username,
 		Password:             o.password,

@@ -14,8 +14,20 @@ import (
 )
 
 // lateCommit is how long after an unknown outcome a claim may still be applied
-// by the server (a proposal stuck in raft); the cleanup runs after it.
-func (b *Backend) lateCommit() time.Duration { return 2 * b.o.requestTimeout }
+// by the server: a proposal stuck in raft, or a request that the network held
+// up and delivers once a partition heals. The latter lasts as long as the
+// connection: gRPC closes it (dropping what it still holds) after a keep-alive
+// ping goes unanswered, keepAliveTime + keepAliveTimeout into a partition. The
+// cleanup runs again, at growing intervals, until then.
+func (b *Backend) lateCommit() time.Duration {
+	return keepAliveTime + keepAliveTimeout + 2*b.o.requestTimeout
+}
+
+// The client's keep-alive pings (see New).
+const (
+	keepAliveTime    = 10 * time.Second
+	keepAliveTimeout = 5 * time.Second
+)
 
 func firstKV(r *clientv3.TxnResponse, i int) *mvccpb.KeyValue {
 	if i >= len(r.Responses) {

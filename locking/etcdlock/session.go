@@ -281,8 +281,9 @@ type entry struct {
 	sess    *session
 	token   int64
 	expires time.Time
-	held    bool      // false: only awaiting cleanup
-	late    time.Time // if set, clean up once more then
+	held    bool          // false: only awaiting cleanup
+	late    time.Time     // if set, clean up again until then (a late commit)
+	step    time.Duration // the interval of the next of those cleanups
 }
 
 func (b *Backend) addEntry(k locking.Key, owner string, e *entry) {
@@ -366,8 +367,13 @@ func (b *Backend) janitor() {
 			}
 			b.mu.Lock()
 			if b.entries[d.k] == d.e && !d.e.held {
-				if d.e.late.After(b.clock.Now()) {
-					d.e.expires, d.e.late = d.e.late, time.Time{}
+				if now := b.clock.Now(); d.e.late.After(now) {
+					// A late commit may still come: look again soon, then
+					// less often, and once more at the end.
+					d.e.step = max(2*d.e.step, 500*time.Millisecond)
+					if d.e.expires = now.Add(d.e.step); !d.e.expires.Before(d.e.late) {
+						d.e.expires, d.e.late = d.e.late, time.Time{}
+					}
 				} else {
 					delete(b.entries, d.k)
 				}
