@@ -15,6 +15,10 @@ import (
 	"github.com/oncecron/oncecron/locking"
 )
 
+// closeGrace is how long Close waits for the server to close the session before
+// it closes the connection itself.
+const closeGrace = 3 * time.Second
+
 // Defaults of a Backend. Each can be changed with an Option.
 const (
 	// DefaultSessionTimeout is the session timeout asked of the server. The server
@@ -112,6 +116,7 @@ type Backend struct {
 	closing  chan struct{}
 	bgDone   chan struct{} // closed when the event drain ends (the client's loop exited)
 	closeErr sync.Once
+	net      conns // the client's connections (see conns)
 
 	mu       sync.Mutex
 	closed   bool
@@ -176,10 +181,7 @@ func New(ctx context.Context, servers []string, opts ...Option) (*Backend, error
 		b.acl = append(zk.DigestACL(zk.PermAll, o.user, o.password), zk.WorldACL(zk.PermRead)...)
 		b.user = o.user
 	}
-	copts := list(zk.WithLogger(zkLogger{b}), zk.WithLogInfo(true))
-	if o.dialer != nil {
-		copts = append(copts, zk.WithDialer(o.dialer))
-	}
+	copts := list(zk.WithLogger(zkLogger{b}), zk.WithLogInfo(true), zk.WithDialer(b.net.dialer(o.dialer)))
 	conn, events, err := zk.Connect(servers, o.sessionTimeout, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("zklock: connect: %w: %w", locking.ErrUnavailable, err)
@@ -299,7 +301,26 @@ func (b *Backend) Close() error {
 		b.mu.Unlock()
 		if b.conn != nil {
 			b.conn.Close()
-			<-b.bgDone
+			select {
+			case <-b.bgDone:
+			case <-time.After(closeGrace):
+				// The client's close request was not answered (or not even
+				// sent): end the connection, which ends the client's loop.
+				b.log.Warn("session close not confirmed by the server; closing its connection")
+				b.net.closeAll()
+				for i := 0; ; i++ {
+					select {
+					case <-b.bgDone:
+					case <-time.After(time.Second):
+						if i < 10 {
+							b.net.closeAll() // it may have dialed again
+							continue
+						}
+						b.log.Error("the ZooKeeper client did not stop; leaving it")
+					}
+					break
+				}
+			}
 		}
 		b.wg.Wait()
 	})

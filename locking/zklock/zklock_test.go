@@ -606,3 +606,20 @@ func TestClosed(t *testing.T) {
 		t.Errorf("claim of a key of a closed backend: %v", err)
 	}
 }
+
+// TestCloseWhenServerSilent: Close returns soon even when the server never
+// answers the session's close (the client would otherwise wait for its
+// connection to time out, or forever if pings still get through).
+func TestCloseWhenServerSilent(t *testing.T) {
+	p := newProxy(t, testenv.ZKAddr(t))
+	b := newBackend(t, p.Addr(), WithSessionTimeout(20*time.Second))
+	p.Cut()
+	defer p.Heal()
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > closeGrace+2*time.Second {
+		t.Errorf("Close took %v, want about %v (the grace before it closes the connection)", d, closeGrace)
+	}
+}
