@@ -20,6 +20,7 @@ tmp=$(mktemp -d)
 pid=""
 cleanup() {
 	if [ -n "$pid" ]; then
+		# shellcheck disable=SC2015 # either step may fail: the server is gone
 		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
 	fi
 	rm -rf "$tmp"

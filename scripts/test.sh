@@ -87,6 +87,7 @@ done
 unformatted=$(gofmt -l "${fmt_dirs[@]}")
 if [[ -n $unformatted ]]; then
 	oc_log "gofmt -l lists files that are not formatted:"
+	# shellcheck disable=SC2001 # indents every line of a list, not one string
 	sed 's/^/    /' <<<"$unformatted" >&2
 	exit 1
 fi
