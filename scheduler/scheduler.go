@@ -320,8 +320,9 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			}
 			c := catchUpOf{job: j, missed: missed, claimed: make(chan struct{})}
 			s.spawn(func() {
-				s.claimCatchUps(ctx, []catchUpOf{c})
-				s.catchUp(ctx, c)
+				cs := []catchUpOf{c}
+				s.claimCatchUps(ctx, cs) // sets cs[0].claims
+				s.catchUp(ctx, cs[0])
 			})
 			fire = missed[len(missed)-1]
 			prev = time.Time{} // the next tick: no claim ahead of its instant

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -961,6 +962,69 @@ func TestTakeoverWaitsForDeadRunnersRunningKey(t *testing.T) {
 		}
 		if got := outcomes(t, b, "j", tick.Add(-time.Second)); got[locking.OutcomeSkipped] != 0 {
 			t.Errorf("outcomes %v: the tick was skipped", got)
+		}
+	})
+}
+
+// jumpClock is the system clock moved ahead by a settable offset: a process
+// that was paused, or whose clock jumped.
+type jumpClock struct {
+	locking.Clock
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *jumpClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Clock.Now().Add(c.off)
+}
+
+func (c *jumpClock) jump(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// TestStalledReplicaCatchesUpInOrder: a replica whose dispatcher stalled past
+// the starting deadline of its next ticks catches them up (run_all), and the
+// job's next tick is claimed only after the caught-up ones, so its tokens keep
+// rising with its ticks.
+func TestStalledReplicaCatchesUpInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log runLog
+		clock := &jumpClock{Clock: locking.SystemClock{}}
+		js := []scheduler.Job{{Name: "all", Schedule: mustSchedule(t, "@every 10s"), StartingDeadline: 15 * time.Second,
+			Misfire: scheduler.MisfireRunAll, Overlap: scheduler.OverlapAllow,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				time.Sleep(3 * time.Second) // the catch-up runs one after the other
+				log.add(r)
+				return nil
+			}}}
+		time.Sleep(5 * time.Second)
+		s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, memlock.New(), 3*time.Second), Replica: "r1",
+			TTL: 3 * time.Second, Clock: clock, Logger: zaptest.NewLogger(t), SkipCatchUp: true, HeartbeatInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := start(t, s)
+		time.Sleep(time.Second) // waiting for the tick at 10s
+		clock.jump(34 * time.Second)
+		// Now 00:40 on the replica's clock: the ticks at 10s .. 40s are late by
+		// more than the deadline for the first ones; all are caught up, then 50s
+		// and 60s come as usual.
+		time.Sleep(35 * time.Second)
+		stop()
+		runs := checkOnce(t, log.all())["all"]
+		var got []string
+		for at := range runs {
+			got = append(got, at.Format("04:05"))
+		}
+		sort.Strings(got)
+		// 00:10 and 00:20 are past their deadline at 00:40: recorded missed.
+		want := []string{"00:30", "00:40", "00:50", "01:00", "01:10"}
+		if !slices.Equal(got, want) {
+			t.Errorf("ticks run %v, want %v", got, want)
 		}
 	})
 }
