@@ -180,14 +180,7 @@ func TestOlderHolders(t *testing.T) {
 	}
 	key := locking.Key{Scope: scope, Name: "k"}
 	old := locking.NewOwner()
-	acl := zk.WorldACL(zk.PermAll)
-	if _, err := c.Multi(
-		&zk.CreateRequest{Path: b.lockPath(key), Data: []byte(old), Acl: acl, Flags: zk.FlagEphemeral},
-		&zk.CreateRequest{Path: b.ownPath(key, old), Acl: acl, Flags: zk.FlagEphemeral},
-		&zk.SetDataRequest{Path: b.fencePath(scope), Version: -1},
-	); err != nil {
-		t.Fatal(err)
-	}
+	claimAsOlder(t, b, c, key, old)
 	if _, err := b.Claim(ctx, key, locking.NewOwner(), time.Second); !errors.Is(err, locking.ErrHeld) {
 		t.Errorf("claim of a key held the old way: %v, want ErrHeld", err)
 	}
@@ -202,7 +195,7 @@ func TestOlderHolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An older claimer creates the lock node first: it finds it taken.
-	if _, err := c.Create(b.lockPath(key), []byte(old), zk.FlagEphemeral, acl); !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := c.Create(b.lockPath(key), []byte(old), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNodeExists) {
 		t.Errorf("an old-style claim of a held key: %v, want NodeExists", err)
 	}
 	if err := b.Release(ctx, g); err != nil {
@@ -212,5 +205,19 @@ func TestOlderHolders(t *testing.T) {
 		if ok, _, err := c.Exists(p); err != nil || ok {
 			t.Errorf("%s left after Release (%v)", p, err)
 		}
+	}
+}
+
+// claimAsOlder claims key for owner on c as versions before the held node did:
+// lock and own nodes and the fence, no held node.
+func claimAsOlder(t *testing.T, b *Backend, c *zk.Conn, key locking.Key, owner string) {
+	t.Helper()
+	acl := zk.WorldACL(zk.PermAll)
+	if _, err := c.Multi(
+		&zk.CreateRequest{Path: b.lockPath(key), Data: []byte(owner), Acl: acl, Flags: zk.FlagEphemeral},
+		&zk.CreateRequest{Path: b.ownPath(key, owner), Acl: acl, Flags: zk.FlagEphemeral},
+		&zk.SetDataRequest{Path: b.fencePath(key.Scope), Version: -1},
+	); err != nil {
+		t.Fatal(err)
 	}
 }

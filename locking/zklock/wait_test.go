@@ -183,13 +183,7 @@ func TestWaitOlderHolder(t *testing.T) {
 	}
 	key := locking.Key{Scope: scope, Name: "k"}
 	old := locking.NewOwner()
-	acl := zk.WorldACL(zk.PermAll)
-	if _, err := c.Multi(
-		&zk.CreateRequest{Path: b.lockPath(key), Data: []byte(old), Acl: acl, Flags: zk.FlagEphemeral},
-		&zk.CreateRequest{Path: b.ownPath(key, old), Acl: acl, Flags: zk.FlagEphemeral},
-	); err != nil {
-		t.Fatal(err)
-	}
+	claimAsOlder(t, b, c, key, old)
 	before := n.Load()
 	done := make(chan error, 1)
 	go func() { done <- b.Wait(ctx, key) }()
