@@ -21,6 +21,11 @@
 //   - Complete atomically, and only if the lease is still held, marks the key
 //     done for a retention period and stores a Record in the scope's history.
 //     Release frees it without completing it.
+//   - Many at once: ClaimBatch claims many keys in one round trip on a
+//     BatchClaimer backend; completions and releases of a Locker's leases that
+//     come while others are in flight are sent together on a BatchFinisher
+//     backend (a lone one is sent at once), so a thousand jobs that fire and
+//     end in the same millisecond cost a few round trips.
 //   - Every claim gets a fresh 128-bit random owner id. Renew, Complete and
 //     Release compare it and never fall back to re-acquiring.
 //

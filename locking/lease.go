@@ -202,7 +202,7 @@ func (ls *Lease) Complete(ctx context.Context, rec Record, retention time.Durati
 	rec.Key, rec.Token, rec.Owner = ls.key, ls.token, ls.owner
 	rec = rec.Normalize()
 	return ls.finish(ctx, "complete", func(cctx context.Context, g Grant) error {
-		return ls.l.b.Complete(cctx, g, rec, retention)
+		return ls.l.finish(cctx, g, &rec, retention)
 	})
 }
 
@@ -240,7 +240,7 @@ func (ls *Lease) Release(ctx context.Context) error {
 	ls.mu.Lock()
 	g := ls.grant
 	ls.mu.Unlock()
-	err := ls.l.b.Release(ctx, g)
+	err := ls.l.finish(ctx, g, nil, 0)
 	ls.end(ErrReleased, "released")
 	ls.opMu.Unlock()
 	ls.stop()

@@ -35,6 +35,7 @@ const (
 type Locker struct {
 	b    Backend
 	opts options
+	fin  *finisher // non-nil when b is a BatchFinisher
 }
 
 type options struct {
@@ -111,7 +112,11 @@ func New(b Backend, opts ...Option) (*Locker, error) {
 	case o.poll <= 0:
 		return nil, fmt.Errorf("%w: poll interval %v must be positive", ErrInvalid, o.poll)
 	}
-	return &Locker{b: b, opts: o}, nil
+	l := &Locker{b: b, opts: o}
+	if bf, ok := b.(BatchFinisher); ok {
+		l.fin = &finisher{b: bf}
+	}
+	return l, nil
 }
 
 // Backend returns the backend the Locker uses.

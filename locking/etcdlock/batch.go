@@ -52,22 +52,7 @@ func (b *Backend) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) [
 		}
 		valid = append(valid, i)
 	}
-	groups := batchGroups(reqs, valid, b.batchSize())
-	if len(groups) == 1 {
-		b.claimGroup(ctx, reqs, groups[0], out)
-		return out
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, batchParallel)
-	for _, g := range groups {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			b.claimGroup(ctx, reqs, g, out)
-		}()
-	}
-	wg.Wait()
+	runGroups(batchGroups(reqs, valid, b.batchSize()), func(g []int) { b.claimGroup(ctx, reqs, g, out) })
 	return out
 }
 
@@ -104,6 +89,30 @@ func batchGroups(reqs []locking.ClaimRequest, idx []int, size int) [][]int {
 		}
 		rounds[n] = append(rounds[n], i)
 	}
+	return cutRounds(rounds, size)
+}
+
+// runGroups runs send for every group, up to batchParallel at once.
+func runGroups(groups [][]int, send func([]int)) {
+	if len(groups) == 1 {
+		send(groups[0])
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, batchParallel)
+	for _, g := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			send(g)
+		}()
+	}
+	wg.Wait()
+}
+
+// cutRounds cuts each round into transactions of at most size requests.
+func cutRounds(rounds [][]int, size int) [][]int {
 	var groups [][]int
 	for _, rd := range rounds {
 		for lo := 0; lo < len(rd); lo += size {

@@ -178,6 +178,21 @@ func TestClaimBatchOutcomes(t *testing.T) {
 
 // lossyKV fails the next transaction sent through it when armed: before
 // sending it (lose = 1) or after the server applied it (lose = 2, a lost reply).
+// lossyBackend returns a backend on ns whose next transaction loses its
+// request (lose set to 1) or its answer (2).
+func lossyBackend(t *testing.T, ns string) (*etcdlock.Backend, *atomic.Int32) {
+	t.Helper()
+	cli := rawClient(t)
+	lose := new(atomic.Int32)
+	cli.KV = lossyKV{cli.KV, lose}
+	b, err := etcdlock.NewFromClient(cli, etcdlock.WithNamespace(ns), etcdlock.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatalf("NewFromClient: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, lose
+}
+
 type lossyKV struct {
 	clientv3.KV
 	lose *atomic.Int32
@@ -212,14 +227,7 @@ func (t lossyTxn) Commit() (*clientv3.TxnResponse, error) {
 func TestClaimBatchUnknownOutcome(t *testing.T) {
 	ctx := testCtx(t)
 	ns := newNamespace()
-	cli := rawClient(t)
-	lose := new(atomic.Int32)
-	cli.KV = lossyKV{cli.KV, lose}
-	b, err := etcdlock.NewFromClient(cli, etcdlock.WithNamespace(ns), etcdlock.WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatalf("NewFromClient: %v", err)
-	}
-	defer b.Close()
+	b, lose := lossyBackend(t, ns)
 
 	applied := batchReqs(20, 0)
 	lose.Store(2)

@@ -43,6 +43,11 @@
 // go in the same transaction: the later one goes in a later one. 64 claims stay
 // well within the server's --max-txn-ops (default 128); a transaction the
 // server refuses as too large is split, and later ones are smaller.
+// FinishBatch (locking.BatchFinisher) does the same for completions and
+// releases: each is the transaction Complete or Release sends, as a
+// sub-transaction, and a key ended twice in one batch goes in a later
+// transaction (the server refuses one that writes a key twice). A thousand
+// runs that end together cost 16 raft entries instead of a thousand.
 //
 // # Sessions: one lease per replica, not per claim
 //

@@ -283,50 +283,18 @@ func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration)
 // and the token; see the package documentation.
 func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
 	const op = "complete"
-	if err := g.Key.Validate(); err != nil {
-		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
-	}
-	if retention <= 0 || g.Owner == "" {
-		return fmt.Errorf("etcdlock: %s %q: %w: retention %v, owner %q", op, g.Key, locking.ErrInvalid, retention, g.Owner)
-	}
-	if err := ctx.Err(); err != nil {
-		return b.fail(ctx, op, g.Key.String(), err)
-	}
-	if err := b.checkOpen(); err != nil {
-		return errClosed(op, g.Key.String())
-	}
-	if b.knownLost(g) {
-		return fmt.Errorf("etcdlock: %s %q: %w: its session was lost", op, g.Key, locking.ErrNotHeld)
-	}
-	rec = rec.Normalize()
-	val, err := json.Marshal(rec)
+	val, err := b.preComplete(ctx, g, rec, retention)
 	if err != nil {
-		return fmt.Errorf("etcdlock: %s %q: %w: record: %w", op, g.Key, locking.ErrInvalid, err)
+		return err
 	}
 	for attempt := 0; ; attempt++ {
-		doneLease, err := b.retentionLease(ctx, retention)
+		doneLease, histLease, err := b.completeLeases(ctx, retention)
 		if err != nil {
 			return b.fail(ctx, op, g.Key.String(), err)
 		}
-		histLease, err := b.retentionLease(ctx, max(retention, b.o.historyRetention))
-		if err != nil {
-			return b.fail(ctx, op, g.Key.String(), err)
-		}
-		lk, dk := b.lockKey(g.Key), b.doneKey(g.Key)
-		conds := []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", g.Owner)}
-		if g.Token != 0 {
-			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(lk), "=", int64(g.Token))) //nolint:gosec // tokens are revisions
-		}
+		conds, then, els := b.completeOps(g, val, doneLease, histLease)
 		rctx, cancel := b.rpc(ctx)
-		resp, err := b.cli.Txn(rctx).If(conds...).
-			Then(
-				clientv3.OpDelete(lk),
-				clientv3.OpDelete(b.waitKey(g.Key, g.Owner)),
-				clientv3.OpPut(dk, g.Owner, clientv3.WithLease(doneLease)),
-				clientv3.OpPut(b.recKey(g.Key, g.Token, g.Owner), string(val), clientv3.WithLease(histLease)),
-			).
-			Else(clientv3.OpGet(dk)).
-			Commit()
+		resp, err := b.cli.Txn(rctx).If(conds...).Then(then...).Else(els...).Commit()
 		cancel()
 		if err != nil {
 			if isLeaseGone(err) && attempt < 2 {
@@ -335,17 +303,78 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 			}
 			return b.fail(ctx, op, g.Key.String(), err)
 		}
-		if resp.Succeeded {
-			b.dropEntry(g.Key, g.Owner)
-			return nil
-		}
-		if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == g.Owner {
-			b.dropEntry(g.Key, g.Owner)
-			return nil // a repeated Complete
-		}
-		b.dropHeld(g.Key, g.Owner)
-		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, locking.ErrNotHeld)
+		return b.completeAnswer(g, resp)
 	}
+}
+
+// preComplete checks a completion before it is sent and returns its record,
+// encoded.
+func (b *Backend) preComplete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) ([]byte, error) {
+	const op = "complete"
+	if err := g.Key.Validate(); err != nil {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
+	}
+	if retention <= 0 || g.Owner == "" {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w: retention %v, owner %q", op, g.Key, locking.ErrInvalid, retention, g.Owner)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, b.fail(ctx, op, g.Key.String(), err)
+	}
+	if err := b.checkOpen(); err != nil {
+		return nil, errClosed(op, g.Key.String())
+	}
+	if b.knownLost(g) {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w: its session was lost", op, g.Key, locking.ErrNotHeld)
+	}
+	val, err := json.Marshal(rec.Normalize())
+	if err != nil {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w: record: %w", op, g.Key, locking.ErrInvalid, err)
+	}
+	return val, nil
+}
+
+// completeLeases returns the leases of a completion's done marker and record.
+func (b *Backend) completeLeases(ctx context.Context, retention time.Duration) (done, hist clientv3.LeaseID, err error) {
+	if done, err = b.retentionLease(ctx, retention); err != nil {
+		return 0, 0, err
+	}
+	if hist, err = b.retentionLease(ctx, max(retention, b.o.historyRetention)); err != nil {
+		return 0, 0, err
+	}
+	return done, hist, nil
+}
+
+// completeOps returns the transaction of a completion of g with the encoded
+// record val: if g still holds its lock, delete it (and g's waiter key), write
+// the done marker and the record; otherwise read the done marker (a repeated
+// completion finds its own).
+func (b *Backend) completeOps(g locking.Grant, val []byte, doneLease, histLease clientv3.LeaseID) (conds []clientv3.Cmp, then, els []clientv3.Op) {
+	lk, dk := b.lockKey(g.Key), b.doneKey(g.Key)
+	conds = []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", g.Owner)}
+	if g.Token != 0 {
+		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(lk), "=", int64(g.Token))) //nolint:gosec // tokens are revisions
+	}
+	then = []clientv3.Op{
+		clientv3.OpDelete(lk),
+		clientv3.OpDelete(b.waitKey(g.Key, g.Owner)),
+		clientv3.OpPut(dk, g.Owner, clientv3.WithLease(doneLease)),
+		clientv3.OpPut(b.recKey(g.Key, g.Token, g.Owner), string(val), clientv3.WithLease(histLease)),
+	}
+	return conds, then, []clientv3.Op{clientv3.OpGet(dk)}
+}
+
+// completeAnswer interprets the answer to completeOps.
+func (b *Backend) completeAnswer(g locking.Grant, resp *clientv3.TxnResponse) error {
+	if resp.Succeeded {
+		b.dropEntry(g.Key, g.Owner)
+		return nil
+	}
+	if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == g.Owner {
+		b.dropEntry(g.Key, g.Owner)
+		return nil // a repeated Complete
+	}
+	b.dropHeld(g.Key, g.Owner)
+	return fmt.Errorf("etcdlock: complete %q: %w", g.Key, locking.ErrNotHeld)
 }
 
 // knownLost reports whether g was made on a session this backend knows is lost,
@@ -377,21 +406,39 @@ func (b *Backend) dropHeld(k locking.Key, owner string) {
 // releaseTxn deletes key's lock if owner holds it, and owner's waiter key in any
 // case. It reports whether the lock was owner's.
 func (b *Backend) releaseTxn(ctx context.Context, key locking.Key, owner string) (bool, error) {
-	lk, wk := b.lockKey(key), b.waitKey(key, owner)
-	resp, err := b.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(lk), "=", owner)).
-		Then(clientv3.OpDelete(lk), clientv3.OpDelete(wk)).
-		Else(clientv3.OpDelete(wk)).
-		Commit()
+	conds, then, els := b.releaseOps(key, owner)
+	resp, err := b.cli.Txn(ctx).If(conds...).Then(then...).Else(els...).Commit()
 	if err != nil {
 		return false, err
 	}
 	return resp.Succeeded, nil
 }
 
+// releaseOps returns the transaction of releaseTxn.
+func (b *Backend) releaseOps(key locking.Key, owner string) (conds []clientv3.Cmp, then, els []clientv3.Op) {
+	lk, wk := b.lockKey(key), b.waitKey(key, owner)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", owner)},
+		[]clientv3.Op{clientv3.OpDelete(lk), clientv3.OpDelete(wk)},
+		[]clientv3.Op{clientv3.OpDelete(wk)}
+}
+
 // Release implements locking.Backend. It needs only g.Key and g.Owner, so the
 // Locker can clean up after a claim whose outcome is unknown.
 func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
+	if err := b.preRelease(ctx, g); err != nil {
+		return err
+	}
+	rctx, cancel := b.rpc(ctx)
+	ok, err := b.releaseTxn(rctx, g.Key, g.Owner)
+	cancel()
+	if err != nil {
+		return b.releaseUnknown(ctx, g, err)
+	}
+	return b.releaseAnswer(g, ok)
+}
+
+// preRelease checks a release before it is sent.
+func (b *Backend) preRelease(ctx context.Context, g locking.Grant) error {
 	const op = "release"
 	if err := g.Key.Validate(); err != nil {
 		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
@@ -405,23 +452,27 @@ func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
 	if err := b.checkOpen(); err != nil {
 		return errClosed(op, g.Key.String())
 	}
-	rctx, cancel := b.rpc(ctx)
-	ok, err := b.releaseTxn(rctx, g.Key, g.Owner)
-	cancel()
-	if err != nil {
-		// Unknown outcome: the holder has let go, so let the janitor finish.
-		b.mu.Lock()
-		var s *session
-		if e := b.entries[entryKey{g.Key, g.Owner}]; e != nil {
-			s = e.sess
-		}
-		b.mu.Unlock()
-		b.orphan(g.Key, g.Owner, s, false)
-		return b.fail(ctx, op, g.Key.String(), err)
+	return nil
+}
+
+// releaseUnknown handles a release whose outcome is unknown (err): the holder
+// has let go, so the janitor finishes it.
+func (b *Backend) releaseUnknown(ctx context.Context, g locking.Grant, err error) error {
+	b.mu.Lock()
+	var s *session
+	if e := b.entries[entryKey{g.Key, g.Owner}]; e != nil {
+		s = e.sess
 	}
+	b.mu.Unlock()
+	b.orphan(g.Key, g.Owner, s, false)
+	return b.fail(ctx, "release", g.Key.String(), err)
+}
+
+// releaseAnswer interprets the answer to releaseOps: ok if the lock was g's.
+func (b *Backend) releaseAnswer(g locking.Grant, ok bool) error {
 	b.dropHeld(g.Key, g.Owner)
 	if !ok {
-		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, locking.ErrNotHeld)
+		return fmt.Errorf("etcdlock: release %q: %w", g.Key, locking.ErrNotHeld)
 	}
 	return nil
 }

@@ -43,6 +43,8 @@ func Run(t *testing.T, h Harness) {
 		{"Watchdog/LateCheck", testLateCheck},
 		{"Complete/ThenDone", testCompleteThenDone},
 		{"Complete/Repeat", testCompleteRepeat},
+		{"Complete/Concurrent", testCompleteConcurrent},
+		{"Complete/Batch", testFinishBatch},
 		{"Release/LetsOtherWin", testReleaseLetsOtherWin},
 		{"Acquire/WaitsForRelease", testAcquireWaits},
 		{"Acquire/Bounded", testAcquireBounded},
@@ -747,6 +749,144 @@ func testCompleteRepeat(t *testing.T, s *suite) {
 	recs, err := b.Records(ctx, key.Scope, 10)
 	if err != nil || len(recs) != 1 {
 		t.Errorf("records after a repeated complete: %d, %v; want exactly 1", len(recs), err)
+	}
+}
+
+// testCompleteConcurrent: 40 leases of one Locker end at once, half
+// completed and half released (on a BatchFinisher they share pipelines);
+// every one ends as asked, a lease released before is refused, the completed
+// keys are done with their records, and the released ones can be won again.
+func testCompleteConcurrent(t *testing.T, s *suite) {
+	ctx := s.ctx(t)
+	scope := s.scope(t)
+	var keys []locking.Key
+	for i := range 40 {
+		keys = append(keys, locking.Key{Scope: scope, Name: fmt.Sprintf("c%02d", i)})
+	}
+	l := s.locker(t, s.backend(t))
+	leases, errs := l.ClaimBatch(ctx, keys, s.ttl)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("claim of %s: %v", keys[i], err)
+		}
+	}
+	if err := leases[39].Release(ctx); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i, ls := range leases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			switch {
+			case i == 39:
+				if err := ls.Complete(ctx, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Hour); !errors.Is(err, locking.ErrNotHeld) {
+					t.Errorf("complete of a released lease: %v, want ErrNotHeld", err)
+				}
+				return
+			case i%2 == 0:
+				err = ls.Complete(ctx, locking.Record{Outcome: locking.OutcomeSucceeded, Attempt: i + 1}, time.Hour)
+			default:
+				err = ls.Release(ctx)
+			}
+			if err != nil {
+				t.Errorf("lease %d: %v", i, err)
+			}
+			if !errors.Is(ls.Err(), locking.ErrReleased) {
+				t.Errorf("lease %d: Err = %v after it ended, want ErrReleased", i, ls.Err())
+			}
+		}()
+	}
+	wg.Wait()
+	other := s.locker(t, s.backend(t))
+	for i, k := range keys {
+		ls, err := other.Claim(ctx, k, s.ttl)
+		switch {
+		case i%2 == 0 && !errors.Is(err, locking.ErrDone):
+			t.Errorf("claim of completed %s: %v, want ErrDone", k, err)
+		case i%2 == 1 && err != nil:
+			t.Errorf("claim of released %s: %v, want a win", k, err)
+		case err == nil:
+			if ls.Token() <= leases[i].Token() {
+				t.Errorf("%s: token %d after release, want > %d", k, ls.Token(), leases[i].Token())
+			}
+			_ = ls.Release(ctx)
+		}
+	}
+	recs, err := other.Records(ctx, scope, 100)
+	if err != nil || len(recs) != 20 {
+		t.Fatalf("records: %d, %v; want 20", len(recs), err)
+	}
+	for _, r := range recs {
+		var n int
+		if _, err := fmt.Sscanf(r.Key.Name, "c%02d", &n); err != nil || n%2 != 0 || r.Attempt != n+1 || r.Token != leases[n].Token() || r.Owner != leases[n].Owner() {
+			t.Errorf("record %+v does not belong to the completion of lease %d", r, n)
+		}
+	}
+}
+
+// testFinishBatch: a backend that batches completions and releases answers
+// each request of a batch on its own: held grants end, a grant of another
+// owner is refused with ErrNotHeld and left alone, and a repeated completion
+// succeeds.
+func testFinishBatch(t *testing.T, s *suite) {
+	b := s.backend(t)
+	bf, ok := b.(locking.BatchFinisher)
+	if !ok {
+		t.Log("the backend does not batch completions (Complete/Concurrent covers its Locker)")
+		return
+	}
+	ctx := s.ctx(t)
+	scope := s.scope(t)
+	key := func(n string) locking.Key { return locking.Key{Scope: scope, Name: n} }
+	claim := func(k locking.Key) locking.Grant {
+		t.Helper()
+		g, err := b.Claim(ctx, k, locking.NewOwner(), s.ttl)
+		if err != nil {
+			t.Fatalf("claim %s: %v", k, err)
+		}
+		return g
+	}
+	done, rel, kept := claim(key("done")), claim(key("rel")), claim(key("kept"))
+	stranger := kept
+	stranger.Owner = locking.NewOwner()
+	rec := locking.Record{Key: done.Key, Outcome: locking.OutcomeSucceeded, Owner: done.Owner, Token: done.Token}
+	strangerRec := locking.Record{Key: kept.Key, Outcome: locking.OutcomeSucceeded, Owner: stranger.Owner, Token: kept.Token}
+	errs := bf.FinishBatch(ctx, []locking.FinishRequest{
+		{Grant: done, Record: &rec, Retention: time.Hour},
+		{Grant: rel},
+		{Grant: stranger, Record: &strangerRec, Retention: time.Hour},
+		{Grant: stranger},
+		{Grant: done, Record: &rec, Retention: time.Hour},
+	})
+	want := []error{nil, nil, locking.ErrNotHeld, locking.ErrNotHeld, nil}
+	if len(errs) != len(want) {
+		t.Fatalf("FinishBatch returned %d results for 5 requests", len(errs))
+	}
+	for i, w := range want {
+		if (w == nil) != (errs[i] == nil) || w != nil && !errors.Is(errs[i], w) {
+			t.Errorf("request %d: %v, want %v", i, errs[i], w)
+		}
+	}
+	if _, err := b.Claim(ctx, done.Key, locking.NewOwner(), s.ttl); !errors.Is(err, locking.ErrDone) {
+		t.Errorf("claim of the completed key: %v, want ErrDone", err)
+	}
+	if g, err := b.Claim(ctx, rel.Key, locking.NewOwner(), s.ttl); err != nil {
+		t.Errorf("claim of the released key: %v, want a win", err)
+	} else {
+		_ = b.Release(ctx, g)
+	}
+	if _, err := b.Claim(ctx, kept.Key, locking.NewOwner(), s.ttl); !errors.Is(err, locking.ErrHeld) {
+		t.Errorf("claim of the key a stranger tried to end: %v, want ErrHeld", err)
+	}
+	if _, err := b.Renew(ctx, kept, s.ttl); err != nil {
+		t.Errorf("the holder's renewal after a stranger tried to end its key: %v", err)
+	}
+	_ = b.Release(ctx, kept)
+	recs, err := b.Records(ctx, scope, 10)
+	if err != nil || len(recs) != 1 || recs[0].Token != done.Token {
+		t.Errorf("records: %+v, %v; want the one completion (token %d)", recs, err, done.Token)
 	}
 }
 

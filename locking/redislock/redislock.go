@@ -9,6 +9,10 @@
 //	<ns>:{<scope>}:f          the fence counter: INCR gives each claim its token
 //	<ns>:{<scope>}:h          the history: a list of JSON records, newest first
 //
+// Batches of claims (ClaimBatch) and of completions and releases
+// (FinishBatch) go in one pipeline each, so a thousand ticks that fire or end
+// together cost a few round trips, not a thousand.
+//
 // Claim checks the done marker, SET NX PX the lock and INCR the fence in one
 // script; a claim that finds the key held also reads how long the holder's
 // lease has left, for Wait. Renew, Complete and Release compare the owner id
@@ -313,26 +317,95 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 		return fmt.Errorf("redislock: complete %s: %w: %v", g.Key, locking.ErrInvalid, err)
 	}
 	keys := []string{b.lockKey(g.Key), b.doneKey(g.Key), b.histKey(g.Key.Scope)}
-	ok, err := completeScript.Run(ctx, b.c, keys, g.Owner, retention.Milliseconds(), data, b.maxRecords, b.ended).Int()
+	return b.finishReply(ctx, "complete", g.Key, completeScript.Run(ctx, b.c, keys, g.Owner, retention.Milliseconds(), data, b.maxRecords, b.ended))
+}
+
+// finishReply interprets the reply of the complete or release script.
+func (b *Backend) finishReply(ctx context.Context, op string, key locking.Key, cmd *redis.Cmd) error {
+	ok, err := cmd.Int()
 	if err != nil {
-		return b.fail(ctx, "complete", g.Key, err)
+		return b.fail(ctx, op, key, err)
 	}
 	if ok != 1 {
-		return fmt.Errorf("redislock: complete %s: %w", g.Key, locking.ErrNotHeld)
+		return fmt.Errorf("redislock: %s %s: %w", op, key, locking.ErrNotHeld)
 	}
 	return nil
 }
 
+// FinishBatch implements locking.BatchFinisher: the completions and releases
+// go in one pipeline.
+func (b *Backend) FinishBatch(ctx context.Context, reqs []locking.FinishRequest) []error {
+	errs := make([]error, len(reqs))
+	if len(reqs) == 1 {
+		r := reqs[0]
+		if r.Record != nil {
+			errs[0] = b.Complete(ctx, r.Grant, *r.Record, r.Retention)
+		} else {
+			errs[0] = b.Release(ctx, r.Grant)
+		}
+		return errs
+	}
+	data := make([][]byte, len(reqs))
+	var idx []int
+	for i, r := range reqs {
+		if r.Record == nil {
+			idx = append(idx, i)
+			continue
+		}
+		d, err := json.Marshal(r.Record.Normalize())
+		if err != nil {
+			errs[i] = fmt.Errorf("redislock: complete %s: %w: %v", r.Grant.Key, locking.ErrInvalid, err)
+			continue
+		}
+		data[i] = d
+		idx = append(idx, i)
+	}
+	send := func(idx []int) []*redis.Cmd {
+		pipe := b.c.Pipeline()
+		cmds := make([]*redis.Cmd, len(idx))
+		for n, i := range idx {
+			r := reqs[i]
+			if r.Record != nil {
+				cmds[n] = completeScript.EvalSha(ctx, pipe, []string{b.lockKey(r.Grant.Key), b.doneKey(r.Grant.Key), b.histKey(r.Grant.Key.Scope)},
+					r.Grant.Owner, r.Retention.Milliseconds(), data[i], b.maxRecords, b.ended)
+			} else {
+				cmds[n] = releaseScript.EvalSha(ctx, pipe, []string{b.lockKey(r.Grant.Key)}, r.Grant.Owner, b.ended)
+			}
+		}
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+		return cmds
+	}
+	cmds := send(idx)
+	var again []int // positions in idx
+	for n, c := range cmds {
+		if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, n)
+		}
+	}
+	if len(again) > 0 {
+		if completeScript.Load(ctx, b.c).Err() == nil && releaseScript.Load(ctx, b.c).Err() == nil {
+			retry := make([]int, len(again))
+			for k, n := range again {
+				retry[k] = idx[n]
+			}
+			for k, c := range send(retry) {
+				cmds[again[k]] = c
+			}
+		}
+	}
+	for n, i := range idx {
+		op := "complete"
+		if reqs[i].Record == nil {
+			op = "release"
+		}
+		errs[i] = b.finishReply(ctx, op, reqs[i].Grant.Key, cmds[n])
+	}
+	return errs
+}
+
 // Release implements locking.Backend.
 func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
-	ok, err := releaseScript.Run(ctx, b.c, []string{b.lockKey(g.Key)}, g.Owner, b.ended).Int()
-	if err != nil {
-		return b.fail(ctx, "release", g.Key, err)
-	}
-	if ok != 1 {
-		return fmt.Errorf("redislock: release %s: %w", g.Key, locking.ErrNotHeld)
-	}
-	return nil
+	return b.finishReply(ctx, "release", g.Key, releaseScript.Run(ctx, b.c, []string{b.lockKey(g.Key)}, g.Owner, b.ended))
 }
 
 // AddRecord implements locking.Backend.
@@ -397,10 +470,11 @@ func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
 }
 
 var (
-	_ locking.Backend      = (*Backend)(nil)
-	_ locking.BatchClaimer = (*Backend)(nil)
-	_ locking.ServerClock  = (*Backend)(nil)
-	_ locking.Waiter       = (*Backend)(nil)
+	_ locking.Backend       = (*Backend)(nil)
+	_ locking.BatchClaimer  = (*Backend)(nil)
+	_ locking.BatchFinisher = (*Backend)(nil)
+	_ locking.ServerClock   = (*Backend)(nil)
+	_ locking.Waiter        = (*Backend)(nil)
 )
 
 // CheckFencing implements locking.FencingChecker: tokens and done markers

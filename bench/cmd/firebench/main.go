@@ -44,6 +44,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,6 +213,7 @@ func precision(ctx context.Context, args []string) int {
 	list := fs.String("contenders", "robfig-cron,gocron-redis,oncecron-memory,oncecron-redis,oncecron-etcd,oncecron-zookeeper",
 		"contenders, comma-separated")
 	skew := fs.Duration("skew", 0, "clock offsets between the replicas of gocron and oncecron: with 3, -skew, 0 and +skew")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every contender) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -251,6 +253,14 @@ func precision(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "firebench precision: %d jobs every second, %d replicas, skew %v, %d rounds of %s, %d s measured after %d s\n",
 		*n, o.replicas, *skew, o.rounds, *list, o.seconds, o.warmup)
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "firebench:", err)
+			return 2
+		}
+		defer stopProfile()
+	}
 	var all []result
 	failed := false
 	for r := 1; r <= o.rounds && ctx.Err() == nil; r++ {
@@ -270,6 +280,25 @@ func precision(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts a CPU profile written to path; the returned function
+// stops it and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "firebench: cpu profile:", err)
+		}
+	}, nil
 }
 
 // namespace names the keys of a backend's runs with n jobs in this process.
