@@ -391,12 +391,36 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			sent := s.o.Clock.Now()
 			leases, errs := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
 			s.lag.note(sent, s.o.Clock.Now())
+			running, tried := s.claimRunning(ctx, chunk, leases)
 			for i, t := range chunk {
-				first := &claimed{lease: leases[i], err: errs[i]}
+				first := &claimed{lease: leases[i], err: errs[i], runTried: tried, running: running[i]}
 				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
 	}
+}
+
+// claimRunning claims, in one batch, the running keys of the ticks of chunk
+// that were won (leases) and whose job skips overlapping runs (see start). It
+// returns the won running leases by index in chunk, and whether it tried.
+func (s *Scheduler) claimRunning(ctx context.Context, chunk []*tick, leases []*locking.Lease) (running []*locking.Lease, tried bool) {
+	running = make([]*locking.Lease, len(chunk))
+	var keys []locking.Key
+	var idx []int
+	for i, t := range chunk {
+		if leases[i] != nil && t.job.Overlap == OverlapSkip {
+			keys = append(keys, locking.Key{Scope: t.job.Name, Name: runningName})
+			idx = append(idx, i)
+		}
+	}
+	if len(keys) == 0 {
+		return running, false
+	}
+	won, _ := s.locker.ClaimBatch(ctx, keys, s.o.TTL)
+	for n, i := range idx {
+		running[i] = won[n]
+	}
+	return running, true
 }
 
 // claimTick claims t alone, noting how long the answer took.
@@ -521,8 +545,11 @@ func waitGate(w *wave) bool {
 func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 	defer t.markStarted() // if its job did not start
 	if first.lease != nil && t.job.Overlap == OverlapSkip {
-		// Won: take the job's running key now too (see claimAhead).
-		if g, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: runningName}, s.o.TTL); err == nil {
+		// Won: take the job's running key now too (see claimAhead), unless
+		// the batch that claimed the tick tried already.
+		if first.runTried {
+			t.running = first.running
+		} else if g, err := s.locker.Claim(ctx, locking.Key{Scope: t.job.Name, Name: runningName}, s.o.TTL); err == nil {
 			t.running = g
 		}
 		defer func() {

@@ -1164,3 +1164,52 @@ func TestShutdownBeforeInstantReleasesClaim(t *testing.T) {
 		}
 	})
 }
+
+// runningClaims counts the claims of running keys, alone and in batches.
+type runningClaims struct {
+	*memlock.Backend
+	alone, batched atomic.Int64
+}
+
+func (c *runningClaims) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	if key.Name == "running" {
+		c.alone.Add(1)
+	}
+	return c.Backend.Claim(ctx, key, owner, ttl)
+}
+
+func (c *runningClaims) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) []locking.ClaimResult {
+	for _, r := range reqs {
+		if r.Key.Name == "running" {
+			c.batched.Add(1)
+		}
+	}
+	return c.Backend.ClaimBatch(ctx, reqs)
+}
+
+// TestSkipRunningKeysClaimedInBatch: on a backend that batches claims, the
+// running keys of won overlap skip ticks are claimed in a batch right after
+// their ticks, not one request each; every tick still runs once.
+func TestSkipRunningKeysClaimedInBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &runningClaims{Backend: memlock.New()}
+		var runs atomic.Int64
+		var js []scheduler.Job
+		for i := range 20 {
+			js = append(js, scheduler.Job{Name: fmt.Sprint("job", i), Schedule: mustSchedule(t, "* * * * * *"), Overlap: scheduler.OverlapSkip,
+				Func: func(ctx context.Context, r jobs.Run) error { runs.Add(1); return nil }})
+		}
+		time.Sleep(100 * time.Millisecond)
+		start(t, noCatchUp(t, newLocker(t, b, 3*time.Second), js))
+		time.Sleep(5 * time.Second)
+		if n := b.alone.Load(); n != 0 {
+			t.Errorf("%d running keys claimed alone, want none", n)
+		}
+		if n := b.batched.Load(); n < 4*20 {
+			t.Errorf("%d running keys claimed in batches in 5 s of 20 jobs every second, want at least 80", n)
+		}
+		if n := runs.Load(); n < 4*20 || n > 6*20 {
+			t.Errorf("%d runs in 5 s of 20 jobs every second", n)
+		}
+	})
+}

@@ -61,6 +61,10 @@ const (
 type claimed struct {
 	lease *locking.Lease
 	err   error
+	// For a won tick of an overlap skip job, claimed in a batch: whether its
+	// running key was claimed in a batch too, and the lease if it was won.
+	runTried bool
+	running  *locking.Lease
 }
 
 func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool, first *claimed) {
