@@ -50,7 +50,7 @@ func OpenBackend(ctx context.Context, cfg *config.Config, log *zap.Logger) (lock
 		}
 		b, err := redislock.Dial(redislock.Config{
 			Addrs: addrs, MasterName: r.MasterName, Username: r.Username, Password: r.Password, DB: r.DB,
-			TLS: tc, Options: redislock.Options{Namespace: ns},
+			TLS: tc, Options: redislock.Options{Namespace: ns, Logger: log},
 		})
 		if err != nil {
 			return nil, err

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/oncecron/oncecron/locking"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	Namespace string
 	// MaxRecords bounds each scope's history (default DefaultMaxRecords).
 	MaxRecords int
+	// Logger receives what the backend has to say on its own, outside any
+	// operation's error: that waiters cannot subscribe to <ns>:ended (the
+	// Redis user lacks the channel's permission). Default: no logging.
+	Logger *zap.Logger
 }
 
 // Backend is the Redis lock backend. It is safe for concurrent use.
@@ -66,7 +71,8 @@ type Backend struct {
 	c          redis.UniversalClient
 	ns         string
 	maxRecords int
-	owned      bool    // Close closes c
+	owned      bool // Close closes c
+	log        *zap.Logger
 	ended      string  // the channel of Complete's and Release's messages to waiters
 	w          watcher // waiters and their subscription (wait.go)
 }
@@ -88,7 +94,10 @@ func New(c redis.UniversalClient, opts Options) (*Backend, error) {
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = DefaultMaxRecords
 	}
-	return &Backend{c: c, ns: opts.Namespace, maxRecords: opts.MaxRecords, ended: opts.Namespace + ":ended"}, nil
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Backend{c: c, ns: opts.Namespace, maxRecords: opts.MaxRecords, ended: opts.Namespace + ":ended", log: opts.Logger}, nil
 }
 
 // Config says how Dial reaches Redis.

@@ -2,11 +2,14 @@ package redislock
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/oncecron/oncecron/locking"
 )
@@ -139,14 +142,50 @@ func (b *Backend) start() {
 func (b *Backend) receive(ps *redis.PubSub) {
 	w := &b.w
 	defer close(w.ended)
-	// Subscribe connects; if that fails, the channel's receive loop retries,
-	// and go-redis subscribes on every new connection.
-	_ = ps.Subscribe(context.Background(), b.ended)
+	ctx := context.Background()
+	// Subscribe only sends the command: the confirmation, or the refusal,
+	// comes to the loop below. go-redis reconnects a broken connection in
+	// Receive and subscribes again on the new one.
+	_ = ps.Subscribe(ctx, b.ended)
 	prefix := b.ns + ":{"
-	for m := range ps.ChannelWithSubscriptions(redis.WithChannelSize(4096)) {
-		switch m := m.(type) {
+	confirmed, warned, errs := false, false, 0
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, receiveIdle)
+		if err != nil {
+			if errors.Is(err, redis.ErrClosed) || w.isClosed() {
+				return
+			}
+			var nerr net.Error
+			switch {
+			case redis.HasErrorPrefix(err, "NOPERM"):
+				confirmed = false
+				if !warned {
+					warned = true
+					b.log.Warn("cannot subscribe to the channel of completions: replicas that lost a race wait for the holder's lease to run out "+
+						"instead of waking when it ends (takeovers and buffered runs start later); grant the Redis user the channel (ACL &"+b.ended+")",
+						zap.String("channel", b.ended), zap.Error(err))
+				}
+			case errors.As(err, &nerr) && nerr.Timeout():
+				// Idle: a ping tells a dead connection (Receive then
+				// reconnects), and a refused subscription is asked again,
+				// in case the permission was granted since.
+				if !confirmed {
+					_ = ps.Subscribe(ctx, b.ended)
+				}
+				_ = ps.Ping(ctx)
+				continue
+			}
+			if errs > 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
+			errs++
+			continue
+		}
+		errs = 0
+		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				confirmed = true
 				w.resync()
 			}
 		case *redis.Message:
@@ -157,6 +196,17 @@ func (b *Backend) receive(ps *redis.PubSub) {
 			w.notify(p[1:], p[0])
 		}
 	}
+}
+
+// receiveIdle is how long the subscription may stay silent before the
+// receive loop pings the server (as go-redis's own channel does, every 30 s).
+const receiveIdle = 30 * time.Second
+
+// isClosed reports whether closeWaits was called.
+func (w *watcher) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
 }
 
 // resync wakes every waiter: the subscription was (re)confirmed, and messages
@@ -315,7 +365,7 @@ func (b *Backend) closeWaits() {
 		return
 	}
 	_ = ps.Close()
-	select { // the receive loop ends once go-redis closes its channel
+	select { // the receive loop ends once Receive reports the close
 	case <-ended:
 	case <-time.After(2 * time.Second):
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/oncecron/oncecron/internal/testenv"
 	"github.com/oncecron/oncecron/locking"
@@ -331,5 +334,46 @@ func TestWaitClose(t *testing.T) {
 	}
 	if err := lb.Wait(ctx, key); !errors.Is(err, locking.ErrClosed) {
 		t.Errorf("Wait after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestWaitSubscriptionRefused: a Redis user without the permission of the
+// completions' channel still takes a key over (when the holder's lease runs
+// out), and the backend says once, as a warning, what is missing.
+func TestWaitSubscriptionRefused(t *testing.T) {
+	ctx := context.Background()
+	addr, ns := testenv.RedisAddr(t), namespace()
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	user, pass := "u-"+ns, locking.NewOwner()
+	// Keys and commands of the namespace, no channel.
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">"+pass, "~"+ns+":*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	defer admin.Do(ctx, "ACL", "DELUSER", user) //nolint:errcheck // cleanup
+	core, logs := observer.New(zap.WarnLevel)
+	lb, err := redislock.Dial(redislock.Config{Addrs: []string{addr}, Username: user, Password: pass, DialTimeout: time.Second,
+		Options: redislock.Options{Namespace: ns, Logger: zap.New(core)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := dial(t, addr, ns)
+	defer runner.Close()
+	loser := waitLocker(t, lb)
+	const ttl = 2 * time.Second
+	key := locking.Key{Scope: "job", Name: locking.NewOwner()}
+	// A runner that dies at once: a claim without a watchdog.
+	if _, err := runner.Claim(ctx, key, locking.NewOwner(), ttl); err != nil {
+		t.Fatal(err)
+	}
+	c := lose(t, ctx, loser, key, ttl)
+	r := within(t, c, 3*ttl)
+	if r.err != nil {
+		t.Fatalf("takeover without the channel: %v", r.err)
+	}
+	_ = r.lease.Release(ctx)
+	warned := logs.FilterMessageSnippet("cannot subscribe to the channel of completions").All()
+	if len(warned) != 1 || !strings.Contains(warned[0].Message, "&"+ns+":ended") {
+		t.Errorf("warnings %+v, want one that names the ACL the user lacks", logs.All())
 	}
 }

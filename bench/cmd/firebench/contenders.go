@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -190,12 +191,18 @@ func openBackend(ctx context.Context, kind string, srv servers, ns string) (lock
 // floor without a network). ns(kind, n) names the namespace of a run with n
 // jobs; runs of the same size reuse it, so the per-scope nodes and keys exist
 // after the first, as they do in a deployment that has been up for a while.
-func oncecronContender(kind string, srv servers, replicas int, ns func(kind string, n int) string) contender {
+// Its jobs have overlap allow, or, with skip, the default overlap skip (the
+// contender is then named oncecron-<kind>-skip).
+func oncecronContender(kind string, skip bool, srv servers, replicas int, ns func(kind string, n int) string) contender {
 	sched, err := schedule.Parse(spec, schedule.Options{})
 	if err != nil {
 		panic(err)
 	}
-	return contender{name: "oncecron-" + kind, start: func(ctx context.Context, n int, rec *recorder, off func(int) time.Duration) (stop func() error, err error) {
+	name, overlap := "oncecron-"+kind, scheduler.OverlapAllow
+	if skip {
+		name, overlap = name+"-skip", scheduler.OverlapSkip
+	}
+	return contender{name: name, start: func(ctx context.Context, n int, rec *recorder, off func(int) time.Duration) (stop func() error, err error) {
 		var shared locking.Backend
 		if kind == "memory" {
 			shared = memlock.New()
@@ -218,7 +225,7 @@ func oncecronContender(kind string, srv servers, replicas int, ns func(kind stri
 		for k := range replicas {
 			b := shared
 			if b == nil {
-				if b, err = openBackend(ctx, kind, srv, ns(kind, n)); err != nil {
+				if b, err = openBackend(ctx, kind, srv, ns(strings.TrimPrefix(name, "oncecron-"), n)); err != nil {
 					return nil, errors.Join(err, stop())
 				}
 				backends = append(backends, b)
@@ -231,7 +238,7 @@ func oncecronContender(kind string, srv servers, replicas int, ns func(kind stri
 			clk := skewedClock{off: off(k)}
 			js := make([]scheduler.Job, n)
 			for i := range n {
-				js[i] = scheduler.Job{Name: fmt.Sprintf("job-%05d", i), Schedule: sched, Overlap: scheduler.OverlapAllow,
+				js[i] = scheduler.Job{Name: fmt.Sprintf("job-%05d", i), Schedule: sched, Overlap: overlap,
 					Func: func(_ context.Context, r jobs.Run) error {
 						rec.record(i, r.Scheduled, clk.Now())
 						return nil

@@ -19,8 +19,10 @@
 // SET NX PX try on a key named after the job, released when the run returns,
 // as go-co-op/gocron-redis-lock does); oncecron with -replicas schedulers on
 // each backend (memory: one in-process backend shared by the replicas, a floor
-// without network). Contenders run one after the other, in a rotating order,
-// round after round, so drift on the machine hits all of them alike.
+// without network), with overlap allow, or the default overlap skip when the
+// contender's name ends in -skip (oncecron-redis-skip). Contenders run one
+// after the other, in a rotating order, round after round, so drift on the
+// machine hits all of them alike.
 //
 // scale: oncecron with -replicas schedulers on each backend, for each job count
 // of -rates (ticks per second), interleaved the same way; it reports the p99
@@ -147,6 +149,7 @@ func run(ctx context.Context, c contender, n int, o common, round int, skew time
 	if o.replicas%2 == 0 {
 		off = func(k int) time.Duration { return time.Duration(k) * skew }
 	}
+	cpu0, t0 := cpuTime(), time.Now()
 	stop, err := c.start(ctx, n, rec, off)
 	if err != nil {
 		return result{contender: c.name, round: round, jobs: n, err: err}
@@ -164,6 +167,9 @@ func run(ctx context.Context, c contender, n int, o common, round int, skew time
 	serr := stop()
 	res := rec.result()
 	res.contender, res.round = c.name, round
+	if secs := time.Since(t0).Seconds(); secs > 0 {
+		res.cpuPerTick = time.Duration(float64(cpuTime()-cpu0) / (secs * float64(n)))
+	}
 	if ctx.Err() != nil {
 		serr = ctx.Err()
 	}
@@ -176,13 +182,15 @@ func logRun(r result) {
 		fmt.Fprintf(os.Stderr, "firebench: round %d %-20s %5d jobs: FAILED: %v\n", r.round, r.contender, r.jobs, r.err)
 		return
 	}
-	fmt.Fprintf(os.Stderr, "firebench: round %d %-20s %5d jobs: %6d ticks, p50 %8s p99 %8s max %8s, duplicate runs %d (ticks %d), misses %d",
-		r.round, r.contender, r.jobs, r.ticks, ms(r.p50), ms(r.p99), ms(r.max), r.dupRuns, r.dupTicks, r.misses)
+	fmt.Fprintf(os.Stderr, "firebench: round %d %-20s %5d jobs: %6d ticks, p50 %8s p99 %8s max %8s, CPU/tick %s, duplicate runs %d (ticks %d), misses %d",
+		r.round, r.contender, r.jobs, r.ticks, ms(r.p50), ms(r.p99), ms(r.max), us(r.cpuPerTick), r.dupRuns, r.dupTicks, r.misses)
 	if r.err != nil {
 		fmt.Fprintf(os.Stderr, ", error: %v", r.err)
 	}
 	fmt.Fprintln(os.Stderr)
 }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
 
 func ms(d time.Duration) string {
 	switch {
@@ -192,6 +200,15 @@ func ms(d time.Duration) string {
 		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
 	}
 	return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+}
+
+// cpuTime returns the CPU time (user + system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // pause lets the machine and the servers settle between runs.
@@ -228,7 +245,7 @@ func precision(ctx context.Context, args []string) int {
 		case name == "gocron-redis":
 			kinds = append(kinds, "redis")
 		case strings.HasPrefix(name, "oncecron-"):
-			kinds = append(kinds, strings.TrimPrefix(name, "oncecron-"))
+			kinds = append(kinds, strings.TrimSuffix(strings.TrimPrefix(name, "oncecron-"), "-skip"))
 		}
 	}
 	srv, err := env(kinds)
@@ -244,8 +261,9 @@ func precision(ctx context.Context, args []string) int {
 			cs = append(cs, robfigContender())
 		case name == "gocron-redis":
 			cs = append(cs, gocronContender(srv, o.replicas, func() string { seq++; return fmt.Sprintf("%s:gocron:%d:", runID, seq) }))
-		case slices.Contains([]string{"oncecron-memory", "oncecron-redis", "oncecron-etcd", "oncecron-zookeeper"}, name):
-			cs = append(cs, oncecronContender(strings.TrimPrefix(name, "oncecron-"), srv, o.replicas, namespace))
+		case slices.Contains([]string{"memory", "redis", "etcd", "zookeeper"}, strings.TrimSuffix(strings.TrimPrefix(name, "oncecron-"), "-skip")):
+			kind, skip := strings.CutSuffix(strings.TrimPrefix(name, "oncecron-"), "-skip")
+			cs = append(cs, oncecronContender(kind, skip, srv, o.replicas, namespace))
 		default:
 			fmt.Fprintf(os.Stderr, "firebench: unknown contender %q\n", name)
 			return 2
@@ -313,10 +331,10 @@ func precisionTable(w io.Writer, cs []contender, all []result) {
 			floor[r.round] = r.p99
 		}
 	}
-	fmt.Fprintln(w, "| contender | runs | ticks | p50 | p99 (min .. max over runs) | max | p99 − robfig/cron p99 (median of per-round differences) | duplicate runs (ticks) | misses |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| contender | runs | ticks | p50 | p99 (min .. max over runs) | max | p99 − robfig/cron p99 (median of per-round differences) | CPU per tick | duplicate runs (ticks) | misses |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range cs {
-		var p50, p99, diffs []time.Duration
+		var p50, p99, diffs, cpu []time.Duration
 		var mx time.Duration
 		ticks, dup, dupTicks, miss, runs, failed := 0, 0, 0, 0, 0, 0
 		for _, r := range all {
@@ -336,6 +354,7 @@ func precisionTable(w io.Writer, cs []contender, all []result) {
 			miss += r.misses
 			p50 = append(p50, r.p50)
 			p99 = append(p99, r.p99)
+			cpu = append(cpu, r.cpuPerTick)
 			mx = max(mx, r.max)
 			if f, ok := floor[r.round]; ok {
 				diffs = append(diffs, r.p99-f)
@@ -346,7 +365,7 @@ func precisionTable(w io.Writer, cs []contender, all []result) {
 			runsCell += fmt.Sprintf(" (%d failed)", failed)
 		}
 		if runs == 0 {
-			fmt.Fprintf(w, "| %s | %s | | | | | | | |\n", c.name, runsCell)
+			fmt.Fprintf(w, "| %s | %s | | | | | | | | |\n", c.name, runsCell)
 			continue
 		}
 		diff := "—"
@@ -356,8 +375,8 @@ func precisionTable(w io.Writer, cs []contender, all []result) {
 				diff = ms(d)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s (%s .. %s) | %s | %s | %d (%d) | %d |\n", c.name, runsCell, ticks,
-			ms(medianDur(p50)), ms(medianDur(p99)), ms(slices.Min(p99)), ms(slices.Max(p99)), ms(mx), diff, dup, dupTicks, miss)
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s (%s .. %s) | %s | %s | %s | %d (%d) | %d |\n", c.name, runsCell, ticks,
+			ms(medianDur(p50)), ms(medianDur(p99)), ms(slices.Min(p99)), ms(slices.Max(p99)), ms(mx), diff, us(medianDur(cpu)), dup, dupTicks, miss)
 	}
 }
 
@@ -397,7 +416,7 @@ func scale(ctx context.Context, args []string) int {
 			fmt.Fprintf(os.Stderr, "firebench scale: unknown backend %q\n", k)
 			return 2
 		}
-		cs = append(cs, oncecronContender(k, srv, o.replicas, namespace))
+		cs = append(cs, oncecronContender(k, false, srv, o.replicas, namespace))
 	}
 	fmt.Fprintf(os.Stderr, "firebench scale: rates %v, %d replicas, backends %s, %d rounds, %d s measured after %d s\n",
 		ns, o.replicas, *backends, o.rounds, o.seconds, o.warmup)

@@ -52,7 +52,11 @@ type result struct {
 	dupRuns   int // runs beyond the first of a tick
 	dupTicks  int // ticks run more than once
 	misses    int // ticks never run
-	err       error
+	// cpuPerTick is the process's CPU time (user + system) from the
+	// contender's start to its stop, divided by the ticks fired meanwhile
+	// (jobs × seconds): what one tick costs, start-up and stop included.
+	cpuPerTick time.Duration
+	err        error
 }
 
 func (r *recorder) result() result {
