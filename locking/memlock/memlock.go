@@ -6,7 +6,6 @@ package memlock
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -25,7 +24,7 @@ type Backend struct {
 	locks   map[locking.Key]entry
 	done    map[locking.Key]entry
 	fences  map[string]uint64
-	records map[string][]locking.Record // oldest first
+	records map[string]*history
 	changed chan struct{}               // closed on a change; nil while no one waits
 	ops     int
 	sweepAt int // ops count of the next sweep
@@ -52,7 +51,7 @@ func New(opts ...Option) *Backend {
 	b := &Backend{
 		clock: locking.SystemClock{}, maxRecords: DefaultMaxRecords,
 		locks: map[locking.Key]entry{}, done: map[locking.Key]entry{},
-		fences: map[string]uint64{}, records: map[string][]locking.Record{},
+		fences: map[string]uint64{}, records: map[string]*history{},
 	}
 	for _, o := range opts {
 		o(b)
@@ -224,11 +223,38 @@ func (b *Backend) AddRecord(ctx context.Context, rec locking.Record) error {
 }
 
 func (b *Backend) add(rec locking.Record) {
-	rs := append(b.records[rec.Key.Scope], rec.Normalize())
-	if len(rs) > b.maxRecords {
-		rs = slices.Delete(rs, 0, len(rs)-b.maxRecords)
+	h := b.records[rec.Key.Scope]
+	if h == nil {
+		h = &history{}
+		b.records[rec.Key.Scope] = h
 	}
-	b.records[rec.Key.Scope] = rs
+	h.add(rec.Normalize(), b.maxRecords)
+}
+
+// history is a scope's records: a ring of at most max records, so that
+// adding one to a full history costs O(1), not a shift of all the others.
+type history struct {
+	recs []locking.Record
+	next int // where the next record goes once recs is full
+}
+
+func (h *history) add(rec locking.Record, max int) {
+	if len(h.recs) < max {
+		h.recs = append(h.recs, rec)
+		return
+	}
+	h.recs[h.next] = rec
+	h.next = (h.next + 1) % len(h.recs)
+}
+
+// newest returns up to limit records, newest first.
+func (h *history) newest(limit int) []locking.Record {
+	n := len(h.recs)
+	out := make([]locking.Record, 0, min(limit, n))
+	for k := 1; k <= n && len(out) < limit; k++ {
+		out = append(out, h.recs[(h.next-k+n)%n])
+	}
+	return out
 }
 
 // Records implements locking.Backend.
@@ -238,12 +264,11 @@ func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locki
 	if err := b.begin(ctx); err != nil {
 		return nil, err
 	}
-	rs := b.records[scope]
-	out := make([]locking.Record, 0, min(limit, len(rs)))
-	for i := len(rs) - 1; i >= 0 && len(out) < limit; i-- {
-		out = append(out, rs[i])
+	h := b.records[scope]
+	if h == nil {
+		return []locking.Record{}, nil
 	}
-	return out, nil
+	return h.newest(limit), nil
 }
 
 // Wait implements locking.Waiter: it returns when any key changes, when the

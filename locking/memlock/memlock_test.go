@@ -1,6 +1,8 @@
 package memlock_test
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -32,3 +34,40 @@ func TestConformance(t *testing.T) {
 type nopClose struct{ locking.Backend }
 
 func (nopClose) Close() error { return nil }
+
+// TestHistoryBound: a scope keeps its newest records up to the bound,
+// however many were added, and reads them newest first.
+func TestHistoryBound(t *testing.T) {
+	b := memlock.New(memlock.WithMaxRecords(3))
+	defer b.Close()
+	for _, tc := range []struct {
+		added, limit int
+		want         []uint64 // tokens, newest first
+	}{
+		{added: 0, limit: 10, want: nil},
+		{added: 2, limit: 10, want: []uint64{2, 1}},
+		{added: 3, limit: 10, want: []uint64{3, 2, 1}},
+		{added: 4, limit: 10, want: []uint64{4, 3, 2}},
+		{added: 8, limit: 10, want: []uint64{8, 7, 6}},
+		{added: 8, limit: 2, want: []uint64{8, 7}},
+		{added: 8, limit: 0, want: nil},
+	} {
+		scope := fmt.Sprintf("s%d-%d", tc.added, tc.limit)
+		for i := 1; i <= tc.added; i++ {
+			if err := b.AddRecord(t.Context(), locking.Record{Key: locking.Key{Scope: scope, Name: "k"}, Token: uint64(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		recs, err := b.Records(t.Context(), scope, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, r := range recs {
+			got = append(got, r.Token)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%d added, limit %d: tokens %v, want %v", tc.added, tc.limit, got, tc.want)
+		}
+	}
+}
