@@ -31,13 +31,35 @@ type Registry interface {
 
 func defaultRegistry() Registry { return jobs.Default() }
 
+// memoryRecords is how many history records the memory backend keeps in all
+// (about 250 bytes each), shared out among the jobs, within 10 and
+// memlock.DefaultMaxRecords per job.
+const memoryRecords = 100_000
+
+// memoryBounds bounds what the memory backend holds, which lives in the
+// replica's own heap: done markers for the longest starting deadline plus
+// the TTL and a minute instead of lock.retention (see
+// memlock.WithMaxRetention), and history records within memoryRecords. With
+// 10,000 jobs every minute that is tens of megabytes in the steady state,
+// not the gigabytes that two days of markers and a thousand records a job
+// would take.
+func memoryBounds(cfg *config.Config) []memlock.Option {
+	deadline := time.Duration(0)
+	for _, j := range cfg.Jobs {
+		deadline = max(deadline, j.StartingDeadline)
+	}
+	keep := deadline + cfg.Lock.TTL + time.Minute
+	perJob := min(max(memoryRecords/max(len(cfg.Jobs), 1), 10), memlock.DefaultMaxRecords)
+	return []memlock.Option{memlock.WithMaxRetention(keep), memlock.WithMaxRecords(perJob)}
+}
+
 // OpenBackend connects to the lock backend cfg names. The memory backend
 // serves one process only.
 func OpenBackend(ctx context.Context, cfg *config.Config, log *zap.Logger) (locking.Backend, error) {
 	ns := cfg.Lock.Namespace
 	switch cfg.Backend.Type {
 	case config.BackendMemory:
-		return memlock.New(), nil
+		return memlock.New(memoryBounds(cfg)...), nil
 	case config.BackendRedis:
 		r := cfg.Backend.Redis
 		addrs := r.Addrs

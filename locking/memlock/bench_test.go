@@ -2,6 +2,7 @@ package memlock_test
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -64,5 +65,69 @@ func BenchmarkClaimRelease(b *testing.B) {
 		if err := lease.Release(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// steppedClock is a clock that a benchmark moves by hand (timers are real
+// ones; the backend only reads Now).
+type steppedClock struct{ now time.Time }
+
+func (c *steppedClock) Now() time.Time { return c.now }
+func (c *steppedClock) NewTimer(d time.Duration) locking.Timer {
+	return locking.SystemClock{}.NewTimer(d)
+}
+func (c *steppedClock) AfterFunc(d time.Duration, f func()) locking.Timer {
+	return locking.SystemClock{}.AfterFunc(d, f)
+}
+
+// BenchmarkSteadyStateHeap: 10,000 jobs each complete a tick every minute,
+// on a clock that moves a minute per round, for an hour; the heap that the
+// backend holds at the end, with the bounds the CLI sets for 10,000 jobs
+// (markers for the longest starting deadline + TTL + 1 min, 10 records per
+// job) and with none (lock.retention's 48 h, 1,000 records per job): the
+// latter grows by about 430 bytes a tick, without end.
+func BenchmarkSteadyStateHeap(b *testing.B) {
+	const jobs, minutes = 10000, 60
+	for _, tc := range []struct {
+		name string
+		opts []memlock.Option
+	}{
+		{"cli-bounds", []memlock.Option{memlock.WithMaxRetention(20*time.Second + 10*time.Second + time.Minute), memlock.WithMaxRecords(10)}},
+		{"unbounded", nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				ctx := context.Background()
+				clk := &steppedClock{now: time.Unix(1_800_000_000, 0)}
+				be := memlock.New(append(tc.opts, memlock.WithClock(clk))...)
+				names := make([]string, jobs)
+				for j := range names {
+					names[j] = "job-" + strconv.Itoa(j)
+				}
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				for m := range minutes {
+					tick := clk.now.UTC().Format(time.RFC3339)
+					for j := range jobs {
+						key := locking.Key{Scope: names[j], Name: tick}
+						owner := locking.NewOwner()
+						g, err := be.Claim(ctx, key, owner, 10*time.Second)
+						if err != nil {
+							b.Fatalf("minute %d: %v", m, err)
+						}
+						rec := locking.Record{Key: key, Owner: owner, Token: g.Token, Outcome: locking.OutcomeSucceeded, Replica: "r1", Started: clk.now, Ended: clk.now}
+						if err := be.Complete(ctx, g, rec, 48*time.Hour); err != nil {
+							b.Fatal(err)
+						}
+					}
+					clk.now = clk.now.Add(time.Minute)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "heap-MiB")
+				runtime.KeepAlive(be)
+			}
+		})
 	}
 }

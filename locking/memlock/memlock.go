@@ -17,15 +17,16 @@ const DefaultMaxRecords = 1000
 
 // Backend is the in-memory lock backend. The zero value is not usable; call New.
 type Backend struct {
-	clock      locking.Clock
-	maxRecords int
+	clock        locking.Clock
+	maxRecords   int
+	maxRetention time.Duration // 0: none
 
 	mu      sync.Mutex
 	locks   map[locking.Key]entry
 	done    map[locking.Key]entry
 	fences  map[string]uint64
 	records map[string]*history
-	changed chan struct{}               // closed on a change; nil while no one waits
+	changed chan struct{} // closed on a change; nil while no one waits
 	ops     int
 	sweepAt int // ops count of the next sweep
 	closed  bool
@@ -45,6 +46,16 @@ func WithClock(c locking.Clock) Option { return func(b *Backend) { b.clock = c }
 
 // WithMaxRecords sets how many records each scope keeps (default DefaultMaxRecords).
 func WithMaxRecords(n int) Option { return func(b *Backend) { b.maxRecords = n } }
+
+// WithMaxRetention keeps done markers for at most d, whatever retention a
+// completion asks for (default: as asked). The backend holds its markers in
+// the process's memory, and they die with it; a scheduler on this backend is
+// its only client and claims a tick again only within the tick's starting
+// deadline (a takeover, a catch-up after a stall), so markers older than that
+// guard nothing, while a day of them for thousands of jobs takes gigabytes.
+// Set d above every job's starting deadline (the CLI adds the TTL and a
+// minute).
+func WithMaxRetention(d time.Duration) Option { return func(b *Backend) { b.maxRetention = d } }
 
 // New returns an empty in-memory backend.
 func New(opts ...Option) *Backend {
@@ -190,6 +201,9 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 		return fmt.Errorf("memlock: complete %s: %w", g.Key, locking.ErrNotHeld)
 	}
 	delete(b.locks, g.Key)
+	if b.maxRetention > 0 {
+		retention = min(retention, b.maxRetention)
+	}
 	b.done[g.Key] = entry{owner: g.Owner, token: g.Token, expires: b.clock.Now().Add(retention)}
 	b.add(rec)
 	b.notify()

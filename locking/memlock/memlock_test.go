@@ -1,9 +1,12 @@
 package memlock_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -70,4 +73,45 @@ func TestHistoryBound(t *testing.T) {
 			t.Errorf("%d added, limit %d: tokens %v, want %v", tc.added, tc.limit, got, tc.want)
 		}
 	}
+}
+
+// TestMaxRetention: done markers last at most the bound, whatever retention
+// the completion asked for, and a shorter retention is kept as asked.
+func TestMaxRetention(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		b := memlock.New(memlock.WithMaxRetention(time.Minute))
+		defer b.Close()
+		complete := func(name string, retention time.Duration) locking.Key {
+			key := locking.Key{Scope: "job", Name: name}
+			owner := locking.NewOwner()
+			g, err := b.Claim(ctx, key, owner, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Complete(ctx, g, locking.Record{Key: key, Owner: owner, Token: g.Token}, retention); err != nil {
+				t.Fatal(err)
+			}
+			return key
+		}
+		long, short := complete("long", time.Hour), complete("short", 10*time.Second)
+		claim := func(key locking.Key) error {
+			g, err := b.Claim(ctx, key, locking.NewOwner(), time.Second)
+			if err == nil {
+				_ = b.Release(ctx, g)
+			}
+			return err
+		}
+		time.Sleep(30 * time.Second)
+		if err := claim(long); !errors.Is(err, locking.ErrDone) {
+			t.Errorf("30 s after a completion kept an hour (at most a minute): %v, want ErrDone", err)
+		}
+		if err := claim(short); err != nil {
+			t.Errorf("30 s after a completion kept 10 s: %v, want a win", err)
+		}
+		time.Sleep(31 * time.Second)
+		if err := claim(long); err != nil {
+			t.Errorf("61 s after a completion kept at most a minute: %v, want a win", err)
+		}
+	})
 }
