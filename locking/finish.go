@@ -34,8 +34,8 @@ const (
 
 // finisher coalesces the completions and releases of a Locker's leases on a
 // BatchFinisher: a request is sent at once when fewer than maxFinishFlights
-// batches are in flight, and otherwise waits for the next batch, which takes
-// every request queued meanwhile. So a lone completion costs one round trip as
+// batches are in flight and none waits, and otherwise waits for the next
+// batch, which takes every request queued meanwhile. So a lone completion costs one round trip as
 // before, and a thousand jobs that end in the same millisecond cost a few
 // pipelines instead of a thousand round trips (and their system calls).
 type finisher struct {
@@ -52,12 +52,28 @@ type finishCall struct {
 	done chan error // buffered: the flight never blocks on a caller that left
 }
 
-// do sends req in the next batch and waits for its result or for ctx to end.
-// A request whose caller left before its batch was sent is not sent; one that
-// was sent may still take effect (as a single request cut by its deadline may).
+// do sends req and waits for its result or for ctx to end: at once, from the
+// caller's goroutine, when a flight is free and nothing waits (so a lone
+// completion costs what Complete on the backend costs), and otherwise in the
+// next batch. A request whose caller left before its batch was sent is not
+// sent; one that was sent may still take effect (as a single request cut by
+// its deadline may).
 func (f *finisher) do(ctx context.Context, req FinishRequest) error {
-	c := &finishCall{ctx: ctx, req: req, done: make(chan error, 1)}
 	f.mu.Lock()
+	if f.flights < maxFinishFlights && len(f.queue) == 0 {
+		f.flights++
+		f.mu.Unlock()
+		err := f.b.FinishBatch(ctx, []FinishRequest{req})[0]
+		f.mu.Lock()
+		f.flights--
+		if len(f.queue) > 0 { // came while this one flew
+			f.flights++
+			go f.fly()
+		}
+		f.mu.Unlock()
+		return err
+	}
+	c := &finishCall{ctx: ctx, req: req, done: make(chan error, 1)}
 	f.queue = append(f.queue, c)
 	if f.flights < maxFinishFlights {
 		f.flights++

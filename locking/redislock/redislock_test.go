@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,50 @@ func TestTLS(t *testing.T) {
 				t.Errorf("claim: got %v, want ErrUnavailable saying %s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestBatchesAfterScriptFlush: batches of claims and of completions and
+// releases still work when the server lost its scripts (a restart, SCRIPT
+// FLUSH): the pipelined EVALSHAs answer NOSCRIPT, and the backend loads the
+// scripts and sends them again. Its own server, since a flush hits every
+// client.
+func TestBatchesAfterScriptFlush(t *testing.T) {
+	ctx := t.Context()
+	srv := testenv.StartRedis(t, testenv.RedisOptions{})
+	b := dial(t, srv.Addr(), namespace())
+	defer b.Close()
+	var reqs []locking.ClaimRequest
+	for i := range 4 {
+		reqs = append(reqs, locking.ClaimRequest{Key: locking.Key{Scope: "job", Name: fmt.Sprint(i)}, Owner: locking.NewOwner(), TTL: 10 * time.Second})
+	}
+	flush := func() {
+		if err := b.Client().ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush()
+	var fin []locking.FinishRequest
+	for i, r := range b.ClaimBatch(ctx, reqs) {
+		if r.Err != nil {
+			t.Fatalf("claim %d after SCRIPT FLUSH: %v", i, r.Err)
+		}
+		f := locking.FinishRequest{Grant: r.Grant}
+		if i%2 == 0 {
+			f.Record, f.Retention = &locking.Record{Key: r.Grant.Key, Owner: r.Grant.Owner, Token: r.Grant.Token}, time.Hour
+		}
+		fin = append(fin, f)
+	}
+	flush()
+	for i, err := range b.FinishBatch(ctx, fin) {
+		if err != nil {
+			t.Errorf("finish %d after SCRIPT FLUSH: %v", i, err)
+		}
+	}
+	for i, r := range reqs {
+		_, err := b.Claim(ctx, r.Key, locking.NewOwner(), time.Second)
+		if done := errors.Is(err, locking.ErrDone); done != (i%2 == 0) || !done && err != nil {
+			t.Errorf("claim of %s after its batch ended it: %v", r.Key, err)
+		}
 	}
 }
