@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/oncecron/oncecron/locking"
@@ -14,8 +15,9 @@ import (
 // Waiting for a held key (locking.Waiter).
 //
 // A claim that finds a key held notes the revision of its answer. Wait then
-// watches the key's lock and its done marker from the next revision, on the
-// client's shared watch stream (no request of its own): the done marker's put
+// watches the key's scope (its lock and its done marker among the rest) from
+// the next revision, with one watch on the client's shared watch stream (no
+// request of its own): the done marker's put
 // means the key was completed (ErrDone, final: the marker lasts its
 // retention); the lock's deletion means it was released or its holder's lease
 // expired, and the caller claims again. Nothing is missed between the claim
@@ -28,7 +30,8 @@ const (
 	// maxWait bounds one Wait, in case the watch stream stalls silently.
 	maxWait = 30 * time.Second
 	// sameTxnWait is how long a Wait that saw the lock deleted waits for the
-	// done marker's put of the same transaction, on the other watch.
+	// done marker's put of the same transaction, should it come in a later
+	// response.
 	sameTxnWait = 100 * time.Millisecond
 	// heldRevs bounds the revisions kept for claims that found a key held;
 	// older ones are dropped first (a Wait without one reads the key).
@@ -102,49 +105,42 @@ func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	done := b.cli.Watch(wctx, dk, clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
-	lock := b.cli.Watch(wctx, lk, clientv3.WithRev(rev+1), clientv3.WithFilterPut())
+	// One watch of the key's scope: a completion deletes the lock and puts
+	// the done marker in one transaction, whose events come together.
+	w := b.cli.Watch(wctx, b.scopePrefix(key.Scope), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	bound := b.clock.NewTimer(maxWait)
 	defer bound.Stop()
-	isDone := func(r clientv3.WatchResponse, ok bool) bool { return ok && r.Err() == nil && len(r.Events) > 0 }
+	var deleted int64 // the revision at which the lock was deleted
+	var sameTxn locking.Timer
+	var sameTxnC <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-bound.C():
 			return nil
-		case r, ok := <-done:
-			if isDone(r, ok) {
-				return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
-			}
+		case <-sameTxnC:
+			return nil // released, or the holder's lease expired
+		case r, ok := <-w:
 			if !ok || r.Err() != nil || r.Canceled {
 				return nil
 			}
-		case r, ok := <-lock:
-			if !ok || r.Err() != nil || r.Canceled {
-				return nil
-			}
-			if len(r.Events) == 0 {
-				continue // progress notification
-			}
-			// Deleted. A completion puts the done marker in the same
-			// transaction: its event is on its way on the other watch.
-			t := b.clock.NewTimer(sameTxnWait)
-			defer t.Stop()
-			for {
-				select {
-				case d, ok := <-done:
-					if isDone(d, ok) {
-						return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
-					}
-					if !ok || d.Err() != nil || d.Canceled {
-						return nil
-					}
-				case <-t.C():
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
+			for _, ev := range r.Events {
+				switch k := string(ev.Kv.Key); {
+				case k == dk && ev.Type == mvccpb.PUT:
+					return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
+				case k == lk && ev.Type == mvccpb.DELETE && deleted == 0:
+					deleted = ev.Kv.ModRevision
+				case deleted != 0 && ev.Kv.ModRevision > deleted:
+					return nil // past the deletion's transaction: no done marker in it
 				}
+			}
+			if deleted != 0 && sameTxn == nil {
+				// The events of one transaction come in one response; in
+				// case a response is ever cut within one, wait briefly.
+				sameTxn = b.clock.NewTimer(sameTxnWait)
+				defer sameTxn.Stop()
+				sameTxnC = sameTxn.C()
 			}
 		}
 	}
