@@ -69,7 +69,9 @@ type claimed struct {
 
 func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool, first *claimed) {
 	key := locking.Key{Scope: j.Name, Name: TickName(fire)}
-	log := s.log.With(zap.String("job", j.Name), zap.String("tick", key.Name))
+	// Lazy: a thousand ticks of one instant log only when something goes
+	// wrong, and encoding their fields up front would delay their starts.
+	log := s.log.WithLazy(zap.String("job", j.Name), zap.String("tick", key.Name))
 	if j.Critical && s.skewed() {
 		off, _ := s.ClockOffset()
 		log.Error("critical tick left to other replicas: this replica's clock is off the backend's by more than the budget",
