@@ -44,13 +44,20 @@ const memoryRecords = 100_000
 // not the gigabytes that two days of markers and a thousand records a job
 // would take.
 func memoryBounds(cfg *config.Config) []memlock.Option {
+	perJob := min(max(memoryRecords/max(len(cfg.Jobs), 1), 10), memlock.DefaultMaxRecords)
+	return []memlock.Option{memlock.WithMaxRetention(memoryKeep(cfg)), memlock.WithMaxRecords(perJob)}
+}
+
+// memoryKeep is how long the memory backend keeps done markers for cfg's
+// jobs: the longest starting deadline + TTL + 1 min. A reloaded table sets it
+// again (see watchTable), so that a job added with a longer deadline is
+// covered.
+func memoryKeep(cfg *config.Config) time.Duration {
 	deadline := time.Duration(0)
 	for _, j := range cfg.Jobs {
 		deadline = max(deadline, j.StartingDeadline)
 	}
-	keep := deadline + cfg.Lock.TTL + time.Minute
-	perJob := min(max(memoryRecords/max(len(cfg.Jobs), 1), 10), memlock.DefaultMaxRecords)
-	return []memlock.Option{memlock.WithMaxRetention(keep), memlock.WithMaxRecords(perJob)}
+	return deadline + cfg.Lock.TTL + time.Minute
 }
 
 // OpenBackend connects to the lock backend cfg names. The memory backend

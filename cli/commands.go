@@ -223,7 +223,7 @@ Examples:
 		}
 		defer stopAdmin() // after Run: the endpoint serves through the graceful shutdown
 	}
-	go watchTable(ctx, *path, cfg, s, o, log)
+	go watchTable(ctx, *path, cfg, s, backend, o, log)
 	return s.Run(ctx)
 }
 

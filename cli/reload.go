@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oncecron/oncecron/config"
+	"github.com/oncecron/oncecron/locking"
+	"github.com/oncecron/oncecron/locking/memlock"
 	"github.com/oncecron/oncecron/scheduler"
 )
 
@@ -22,7 +24,7 @@ const reloadPoll = 2 * time.Second
 // watchTable reloads the table on SIGHUP and when the file changes. A table
 // that does not validate is refused with its errors logged; the old one keeps
 // running. Changes to the backend or lock sections need a restart.
-func watchTable(ctx context.Context, path string, cur *config.Config, s *scheduler.Scheduler, o Options, log *zap.Logger) {
+func watchTable(ctx context.Context, path string, cur *config.Config, s *scheduler.Scheduler, b locking.Backend, o Options, log *zap.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -62,6 +64,9 @@ func watchTable(ctx context.Context, path string, cur *config.Config, s *schedul
 			log.Error("new cron table refused; the old one keeps running", zap.Error(err))
 			s.ReloadFailed(err)
 			continue
+		}
+		if m, ok := b.(*memlock.Backend); ok {
+			m.SetMaxRetention(memoryKeep(next))
 		}
 		s.SetConfigHash(next.Hash())
 		log.Info("cron table reloaded", zap.Int("jobs", len(jobs)), zap.String("table_hash", next.Hash()))

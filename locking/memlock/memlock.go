@@ -57,6 +57,14 @@ func WithMaxRecords(n int) Option { return func(b *Backend) { b.maxRecords = n }
 // minute).
 func WithMaxRetention(d time.Duration) Option { return func(b *Backend) { b.maxRetention = d } }
 
+// SetMaxRetention changes the bound of WithMaxRetention for later completions
+// (0: none), for a table reloaded with longer starting deadlines.
+func (b *Backend) SetMaxRetention(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.maxRetention = d
+}
+
 // New returns an empty in-memory backend.
 func New(opts ...Option) *Backend {
 	b := &Backend{
