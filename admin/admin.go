@@ -136,7 +136,7 @@ func New(o Options) (*Server, error) {
 // calling it) as scheduler.Options.Observe. It is safe for concurrent use and
 // does not block.
 func (s *Server) Observe(e scheduler.Event) {
-	s.metrics.observe(s.sched, e, time.Now())
+	s.metrics.observe(s.sched, e)
 }
 
 // ObserveLease feeds the lease renewal metrics; pass it to locking.New with

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,10 +28,6 @@ const (
 	claimUnavailable = "unavailable"
 )
 
-// pendingTTL bounds how long a fired tick waits in metrics.pending for its
-// first claim result before it is forgotten.
-const pendingTTL = 10 * time.Minute
-
 // metrics holds the Prometheus collectors fed by scheduler events, on a
 // private registry.
 type metrics struct {
@@ -54,14 +49,8 @@ type metrics struct {
 	clockOffset   prometheus.Gauge
 	clockSkewed   *prometheus.CounterVec
 
-	mu      sync.Mutex
-	pending map[pendingKey]time.Time // fired ticks awaiting their first claim result
-	jobs    map[string]bool          // the jobs whose series exist
-}
-
-type pendingKey struct {
-	job  string
-	tick time.Time
+	mu   sync.Mutex
+	jobs map[string]bool // the jobs whose series exist
 }
 
 // newMetrics registers every collector on a new registry. sched feeds the
@@ -70,7 +59,6 @@ func newMetrics(sched *scheduler.Scheduler, o Options) *metrics {
 	m := &metrics{
 		reg:     prometheus.NewRegistry(),
 		backend: o.Backend,
-		pending: map[pendingKey]time.Time{},
 		jobs:    map[string]bool{},
 		fired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oncecron_ticks_fired_total",
@@ -92,8 +80,9 @@ func newMetrics(sched *scheduler.Scheduler, o Options) *metrics {
 		}, []string{"job"}),
 		claimDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "oncecron_claim_duration_seconds",
-			Help: "Time from a tick's instant coming on this replica to the backend's first answer to its claim (result answered: won, " +
-				"lost the race or already done; unavailable: the claim failed). Catch-up ticks are not measured.",
+			Help: "How long after a tick's start (its instant, plus jitter) the backend's answer to this replica's first claim of it came, " +
+				"0 when it came ahead (result answered: won, lost the race or already done; unavailable: the claim failed). " +
+				"Catch-up ticks are not measured.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{"backend", "result"}),
 		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -206,7 +195,7 @@ func (m *metrics) initJobs(sched *scheduler.Scheduler) {
 }
 
 // observe counts e. It is safe for concurrent use.
-func (m *metrics) observe(sched *scheduler.Scheduler, e scheduler.Event, now time.Time) {
+func (m *metrics) observe(sched *scheduler.Scheduler, e scheduler.Event) {
 	switch e.Kind {
 	case scheduler.EventWon:
 		if e.Tick.IsZero() { // a manual run (Trigger): no tick
@@ -214,7 +203,7 @@ func (m *metrics) observe(sched *scheduler.Scheduler, e scheduler.Event, now tim
 			return
 		}
 		m.ticks.WithLabelValues(e.Job, tickWon).Inc()
-		m.claimed(e, now, claimAnswered)
+		m.claimed(e, claimAnswered)
 	case scheduler.EventClockOffset:
 		m.clockOffset.Set(e.Duration.Seconds())
 	case scheduler.EventClockSkewed:
@@ -226,20 +215,19 @@ func (m *metrics) observe(sched *scheduler.Scheduler, e scheduler.Event, now tim
 		m.reloads.WithLabelValues("refused").Inc()
 	case scheduler.EventFired:
 		m.fired.WithLabelValues(e.Job).Inc()
-		m.firedAt(e, now)
 	case scheduler.EventLostRace:
 		m.ticks.WithLabelValues(e.Job, tickLostRace).Inc()
-		m.claimed(e, now, claimAnswered)
+		m.claimed(e, claimAnswered)
 	case scheduler.EventAlreadyDone:
 		m.ticks.WithLabelValues(e.Job, tickAlreadyDone).Inc()
-		m.claimed(e, now, claimAnswered)
+		m.claimed(e, claimAnswered)
 	case scheduler.EventSkipped:
 		m.ticks.WithLabelValues(e.Job, tickSkipped).Inc()
 	case scheduler.EventMissed:
 		m.ticks.WithLabelValues(e.Job, tickMissed).Inc()
 	case scheduler.EventUnavailable:
 		m.unavailable.WithLabelValues(e.Job).Inc()
-		m.claimed(e, now, claimUnavailable)
+		m.claimed(e, claimUnavailable)
 	case scheduler.EventTakeover:
 		m.takeovers.WithLabelValues(e.Job).Inc()
 	case scheduler.EventCatchUp:
@@ -252,30 +240,11 @@ func (m *metrics) observe(sched *scheduler.Scheduler, e scheduler.Event, now tim
 	}
 }
 
-// firedAt remembers when a tick fired, to time its first claim.
-func (m *metrics) firedAt(e scheduler.Event, now time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.pending) >= 256 {
-		for k, at := range m.pending {
-			if now.Sub(at) > pendingTTL {
-				delete(m.pending, k)
-			}
-		}
-	}
-	m.pending[pendingKey{e.Job, e.Tick.UTC()}] = now
-}
-
-// claimed times the first claim result of a fired tick; later results of the
-// same tick (the wait after a lost race, retries) are not claims' latency.
-func (m *metrics) claimed(e scheduler.Event, now time.Time, result string) {
-	k := pendingKey{e.Job, e.Tick.UTC()}
-	m.mu.Lock()
-	at, ok := m.pending[k]
-	delete(m.pending, k)
-	m.mu.Unlock()
-	if ok {
-		m.claimDuration.WithLabelValues(m.backend, result).Observe(now.Sub(at).Seconds())
+// claimed times the answer to a tick's first claim; later answers (the wait
+// after a lost race, retries) and catch-ups' claims are not measured.
+func (m *metrics) claimed(e scheduler.Event, result string) {
+	if e.FirstClaim {
+		m.claimDuration.WithLabelValues(m.backend, result).Observe(e.Duration.Seconds())
 	}
 }
 

@@ -1097,12 +1097,53 @@ func TestClaimAheadRunAtInstant(t *testing.T) {
 					return nil
 				}})
 		}
+		type seen struct {
+			at time.Time
+			e  scheduler.Event
+		}
+		var events []seen
 		time.Sleep(time.Second)
-		start(t, noCatchUp(t, newLocker(t, b, 3*time.Second), js))
+		s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, 3*time.Second), Replica: "r1", TTL: 3 * time.Second,
+			Logger: zaptest.NewLogger(t), SkipCatchUp: true, Observe: func(e scheduler.Event) {
+				mu.Lock()
+				events = append(events, seen{time.Now(), e})
+				mu.Unlock()
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, s)
 		begin := time.Now()
 		time.Sleep(25 * time.Second)
 		mu.Lock()
 		defer mu.Unlock()
+		// Won ahead of the instant, with the answer's delay (0) in the event;
+		// fired at it.
+		won, fired := map[locking.Key]bool{}, map[locking.Key]bool{}
+		for _, ev := range events {
+			key := locking.Key{Scope: ev.e.Job, Name: scheduler.TickName(ev.e.Tick)}
+			switch ev.e.Kind {
+			case scheduler.EventWon:
+				won[key] = true
+				if !ev.e.FirstClaim || ev.e.Duration != 0 {
+					t.Errorf("%s won with FirstClaim %v, Duration %v; want true, 0", key, ev.e.FirstClaim, ev.e.Duration)
+				}
+				if key.Scope != "buffer" && !ev.at.Before(ev.e.Tick) {
+					t.Errorf("%s won at %v, want before its instant", key, ev.at)
+				}
+				if fired[key] && key.Scope != "buffer" {
+					t.Errorf("%s fired before it was won", key)
+				}
+			case scheduler.EventFired:
+				fired[key] = true
+				if !ev.at.Equal(ev.e.Tick) {
+					t.Errorf("%s fired at %v, want at its instant", key, ev.at)
+				}
+			}
+		}
+		if len(won) != 8 || len(fired) != 8 {
+			t.Errorf("%d ticks won and %d fired, want 8 each", len(won), len(fired))
+		}
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		n := 0
@@ -1137,30 +1178,48 @@ func TestClaimAheadRunAtInstant(t *testing.T) {
 }
 
 // TestShutdownBeforeInstantReleasesClaim: a replica that stops between
-// claiming a tick and its instant leaves the tick unrun and free for others.
+// claiming a tick and its instant (its run prepared, waiting for the instant)
+// leaves the tick unrun and free for others, with the running key of an
+// overlap skip job, and lists no tick as running.
 func TestShutdownBeforeInstantReleasesClaim(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &claimTimes{Backend: memlock.New()}
 		var log runLog
-		js := []scheduler.Job{{Name: "once", Schedule: mustSchedule(t, "@every 10s"), Overlap: scheduler.OverlapAllow,
-			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}}
+		var js []scheduler.Job
+		for name, overlap := range map[string]scheduler.Overlap{"allow": scheduler.OverlapAllow, "skip": scheduler.OverlapSkip} {
+			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 10s"), Overlap: overlap,
+				Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }})
+		}
 		time.Sleep(time.Second)
-		stop := start(t, noCatchUp(t, newLocker(t, b, 3*time.Second), js))
-		time.Sleep(9*time.Second - 50*time.Millisecond) // the tick at 10s is claimed
+		s := noCatchUp(t, newLocker(t, b, 3*time.Second), js)
+		stop := start(t, s)
+		time.Sleep(9*time.Second - 50*time.Millisecond) // the ticks at 10s are claimed
 		tick := time.Now().Truncate(10 * time.Second).Add(10 * time.Second)
-		key := locking.Key{Scope: "once", Name: scheduler.TickName(tick)}
+		var keys []locking.Key
+		for _, j := range js {
+			keys = append(keys, locking.Key{Scope: j.Name, Name: scheduler.TickName(tick)})
+		}
+		keys = append(keys, locking.Key{Scope: "skip", Name: "running"})
 		b.mu.Lock()
-		_, claimed := b.at[key]
+		for _, key := range keys {
+			if _, claimed := b.at[key]; !claimed {
+				t.Errorf("%s not claimed 50ms before its instant", key)
+			}
+		}
 		b.mu.Unlock()
 		stop()
-		if !claimed {
-			t.Fatalf("tick %s not claimed 50ms before its instant", key.Name)
-		}
 		if runs := ran(log.all(), tick.Add(-time.Second), tick); len(runs) != 0 {
 			t.Errorf("runs %+v after a shutdown before the instant, want none", runs)
 		}
-		if _, err := b.Claim(context.Background(), key, locking.NewOwner(), time.Second); err != nil {
-			t.Errorf("claim of the tick after the replica stopped: %v, want it free", err)
+		for _, key := range keys {
+			if _, err := b.Claim(context.Background(), key, locking.NewOwner(), time.Second); err != nil {
+				t.Errorf("claim of %s after the replica stopped: %v, want it free", key, err)
+			}
+		}
+		for _, j := range s.Jobs() {
+			if len(j.Running) != 0 {
+				t.Errorf("job %s lists running ticks %+v after the shutdown, want none", j.Name, j.Running)
+			}
 		}
 	})
 }

@@ -31,7 +31,8 @@ type JobStatus struct {
 	// read the stored records (Locker.Records) for those.
 	Last *TickResult
 	// Running lists the ticks of the job that this replica holds now (won or
-	// taken over and not yet ended), oldest first.
+	// taken over and not yet ended), oldest first. A tick is won up to a
+	// tenth of the TTL ahead of its instant, and listed from then on.
 	Running []RunningTick
 }
 
@@ -54,7 +55,7 @@ type RunningTick struct {
 	Token    uint64
 	Takeover bool      // taken over from a replica whose lease expired
 	Manual   bool      // a manual run (Trigger)
-	Since    time.Time // when this replica won it
+	Since    time.Time // when this replica won it (usually a little ahead of the tick's instant)
 }
 
 // Readiness says whether the backend answered this replica's recent claims.
@@ -165,6 +166,14 @@ func (s *Scheduler) observe(e Event) {
 		st.seen, st.ready = true, false
 		st.reason = fmt.Sprintf("backend unreachable on the last claim (job %s, tick %s): %s", e.Job, TickName(e.Tick), e.Detail)
 	}
+}
+
+// drop forgets a tick held by this replica that it released unrun (shutdown
+// before its instant).
+func (st *status) drop(k runKey) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.running, k)
 }
 
 // job returns the job named name, or nil.

@@ -17,8 +17,8 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventFired        EventKind = "fired"         // the tick's instant came on this replica
-	EventWon          EventKind = "won"           // this replica won the tick's race
+	EventFired        EventKind = "fired"         // the tick's instant came on this replica (after EventWon when the race was won ahead of it)
+	EventWon          EventKind = "won"           // this replica won the tick's race (usually ahead of its instant)
 	EventLostRace     EventKind = "lost_race"     // another replica holds the tick
 	EventAlreadyDone  EventKind = "already_done"  // the tick was completed already
 	EventTakeover     EventKind = "takeover"      // this replica took over a tick whose runner died
@@ -35,16 +35,28 @@ const (
 )
 
 // Event describes one step of a tick, for metrics and tests.
+//
+// A replica claims a tick up to a tenth of the TTL ahead of its instant, so
+// the answer to its claim (EventWon, EventLostRace, EventAlreadyDone,
+// EventUnavailable) usually comes before EventFired.
 type Event struct {
-	Kind     EventKind
-	Replica  string
-	Job      string
-	Tick     time.Time
-	Token    uint64
-	Attempt  int
-	Outcome  locking.Outcome
+	Kind    EventKind
+	Replica string
+	Job     string
+	Tick    time.Time
+	Token   uint64
+	Attempt int
+	Outcome locking.Outcome
+	// Duration is the run's duration (EventFinished), the clock offset
+	// (EventClockOffset), or for an event with FirstClaim set how long after
+	// the tick's start (its instant plus jitter) the answer came: 0 if it came
+	// ahead of it.
 	Duration time.Duration
 	Detail   string
+	// FirstClaim is set on the answer (EventWon, EventLostRace,
+	// EventAlreadyDone, EventUnavailable) to this replica's first claim of a
+	// tick that it fired on time; not for catch-ups, takeovers and retries.
+	FirstClaim bool
 }
 
 // Keys of a job other than its ticks. They live in the job's fence scope, so
@@ -55,18 +67,26 @@ const (
 	cancelName  = "cancel"
 )
 
-// handle takes part in one tick: race for it and run it (run=true), or make sure
-// it is recorded as missed (run=false).
-// claimed is the outcome of a tick's first claim, made in a batch.
+// claimed is the outcome of a tick's first claim, made ahead of its instant
+// (see fireDue) or for a catch-up.
 type claimed struct {
-	lease *locking.Lease
-	err   error
+	lease    *locking.Lease
+	err      error
+	answered time.Time // when the answer came
+	// For a tick that fireDue claimed: timed is set, and late is how long
+	// after the tick's start (instant plus jitter) the answer came, 0 if
+	// before (Event.FirstClaim).
+	timed bool
+	late  time.Duration
 	// For a won tick of an overlap skip job, claimed in a batch: whether its
 	// running key was claimed in a batch too, and the lease if it was won.
 	runTried bool
 	running  *locking.Lease
 }
 
+// handle takes part in one tick: race for it and run it (run=true), or make sure
+// it is recorded as missed (run=false). first, if not nil, is the outcome of
+// the tick's first claim, made already.
 func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool, first *claimed) {
 	key := locking.Key{Scope: j.Name, Name: TickName(fire)}
 	// Lazy: a thousand ticks of one instant log only when something goes
@@ -98,20 +118,26 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 	attempt, takeover := 1, false
 	var lease *locking.Lease
 	backoff := 100 * time.Millisecond
+	var answer Event // the answer to the claim: its kind is set below
 	for lease == nil {
 		var err error
+		answer = Event{Job: j.Name, Tick: fire}
 		if first != nil {
-			lease, err, first = first.lease, first.err, nil
+			lease, err = first.lease, first.err
+			answer.FirstClaim, answer.Duration = first.timed, first.late
+			first = nil
 		} else {
 			lease, err = s.locker.Claim(ctx, key, s.o.TTL)
 		}
 		switch {
 		case err == nil:
 		case errors.Is(err, locking.ErrDone):
-			s.emit(Event{Kind: EventAlreadyDone, Job: j.Name, Tick: fire})
+			answer.Kind = EventAlreadyDone
+			s.emit(answer)
 			return
 		case errors.Is(err, locking.ErrHeld):
-			s.emit(Event{Kind: EventLostRace, Job: j.Name, Tick: fire})
+			answer.Kind = EventLostRace
+			s.emit(answer)
 			if !run {
 				return // someone is running or recording it
 			}
@@ -122,7 +148,8 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, locking.ErrUnavailable):
-			s.emit(Event{Kind: EventUnavailable, Job: j.Name, Tick: fire, Detail: err.Error()})
+			answer.Kind, answer.Detail = EventUnavailable, err.Error()
+			s.emit(answer)
 			if s.o.Clock.Now().After(deadline) {
 				log.Error("backend unavailable past the tick's starting deadline; it will be recorded as missed", zap.Error(err))
 				s.spawn(func() { s.recordMissed(ctx, j, fire, "backend unavailable until the starting deadline") })
@@ -159,7 +186,8 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 			return
 		}
 	} else {
-		s.emit(Event{Kind: EventWon, Job: j.Name, Tick: fire, Token: lease.Token()})
+		answer.Kind, answer.Token = EventWon, lease.Token()
+		s.emit(answer)
 	}
 	if !run || s.o.Clock.Now().After(deadline) {
 		s.finish(lease, j, fire, log, locking.Record{Outcome: locking.OutcomeMissed, Attempt: attempt,
@@ -278,6 +306,11 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		if j.Overlap == OverlapCancelOther {
 			go s.watchCancel(rctx, j, cancel)
 		}
+	}
+	// A tick won ahead of its instant waits for it here, with all of the above
+	// done (see start).
+	if !s.untilInstant(ctx, lease) {
+		return locking.Record{}
 	}
 	if j.Timeout > 0 {
 		var tcancel context.CancelFunc
@@ -482,6 +515,11 @@ func (s *Scheduler) overlap(ctx context.Context, j *Job, lease *locking.Lease, f
 			return g, true
 		}
 		_ = g.Release(context.WithoutCancel(ctx)) // lost before the instant: claim again
+	}
+	// The policy looks at the earlier run at the tick's instant, not ahead:
+	// the earlier run may end in between.
+	if !s.untilInstant(ctx, lease) {
+		return nil, false
 	}
 	// A bounded context: the tick's lease, and shutdown.
 	gctx, cancel := context.WithCancel(lease.Context())
