@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,10 +349,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		for hi < len(batch) && batch[hi].at.Equal(batch[lo].at) {
 			hi++
 		}
-		w := s.gate(ctx, batch[lo].at, now, hi-lo)
-		for _, t := range batch[lo:hi] {
-			t.wave = w
-		}
+		s.gate(ctx, batch[lo].at, now, batch[lo:hi])
 		lo = hi
 	}
 	// A tick that must wait for a catch-up's claims is claimed alone.
@@ -436,25 +434,40 @@ func (s *Scheduler) claimTick(ctx context.Context, t *tick) *claimed {
 // batchSize is how many ticks of one instant a batch claim carries.
 const batchSize = 64
 
-// gate returns the wave of the n ticks that start at the instant at (now is
-// the current time): its gate is opened when the instant comes, or when ctx
-// ends first (then the wave is cancelled).
-func (s *Scheduler) gate(ctx context.Context, at, now time.Time, n int) *wave {
+// gate makes the wave of ticks, which start at the instant at (now is the
+// current time): its gate is opened when the instant comes, or when ctx ends
+// first (then the wave is cancelled). Once the wave started, it emits
+// EventFired for those of its ticks whose handling did not wait for the
+// instant (lost or done ahead of it).
+func (s *Scheduler) gate(ctx context.Context, at, now time.Time, ticks []*tick) {
 	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
-	w.waiting.Store(int64(n))
+	w.waiting.Store(int64(len(ticks)))
+	for _, t := range ticks {
+		t.wave = w
+	}
+	ticks = slices.Clone(ticks)
 	bound := min(maxStartWait, s.o.TTL/10)
 	wait := at.Sub(now)
-	if wait <= 0 {
-		w.open(s.o.Clock, bound)
-		return w
-	}
 	s.spawn(func() {
-		if sleep(ctx, s.o.Clock, wait) != nil {
+		if wait > 0 && sleep(ctx, s.o.Clock, wait) != nil {
 			w.cancelled = true
 		}
 		w.open(s.o.Clock, bound)
+		if w.cancelled {
+			return
+		}
+		<-w.started
+		for _, t := range ticks {
+			s.fired(t)
+		}
 	})
-	return w
+}
+
+// fired emits EventFired for t, once.
+func (s *Scheduler) fired(t *tick) {
+	if t.fired.CompareAndSwap(false, true) {
+		s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
+	}
 }
 
 // maxStartWait bounds how long after its instant a run that ended waits for
@@ -502,9 +515,10 @@ func (t *tick) markStarted() {
 
 type tickKey struct{}
 
-// jobStarting notes, in a run about to call its job, that the tick of ctx
-// (if it is one of a wave) started.
-func (s *Scheduler) jobStarting(ctx context.Context) {
+// noteStarted notes, in a run about to call its job or in the handling of a
+// tick that has no job to start here (lost), that the tick of ctx (if it is
+// one of a wave) started.
+func (s *Scheduler) noteStarted(ctx context.Context) {
 	if t, ok := ctx.Value(tickKey{}).(*tick); ok {
 		t.markStarted()
 	}
@@ -560,13 +574,15 @@ func waitGateInRun(w *wave) bool {
 
 // start takes part in a claimed tick with its claim's outcome.
 //
-// A tick won ahead of its instant (the usual case) is handled at once: its
-// run is prepared (the contexts, the overlap guard claimed ahead), and only
-// its job waits for the instant (untilInstant). When a thousand ticks start
-// at one instant, each goroutine the instant wakes then has little to do
-// before its job, and the last job starts about as soon after the instant as
-// with bare robfig/cron. Any other outcome (lost, done, unavailable) is
-// handled at the instant.
+// A tick whose claim was answered ahead of its instant (the usual case) is
+// handled at once. If it was won, its run is prepared (the contexts, the
+// overlap guard claimed ahead), and only its job waits for the instant
+// (untilInstant): when a thousand ticks start at one instant, each goroutine
+// the instant wakes then has little to do before its job, and the last job
+// starts about as soon after the instant as with bare robfig/cron. If it was
+// lost, the wait for its runner starts at once, and the instant wakes nothing
+// (with three replicas, two of every three ticks). If the backend was
+// unavailable, the claim is tried again at the instant.
 //
 // If the replica shuts down before the instant, the tick is released
 // untouched, as if it had never been claimed.
@@ -590,7 +606,7 @@ func (s *Scheduler) start(ctx context.Context, t *tick, first *claimed) {
 		}()
 	}
 	tctx := context.WithValue(ctx, tickKey{}, t)
-	if first.lease != nil {
+	if first.lease != nil || errors.Is(first.err, locking.ErrHeld) || errors.Is(first.err, locking.ErrDone) {
 		s.handle(tctx, t.job, t.fire, true, first)
 		return
 	}
@@ -626,7 +642,7 @@ func (s *Scheduler) untilInstant(ctx context.Context, lease *locking.Lease) bool
 		}
 		return false
 	}
-	s.emit(Event{Kind: EventFired, Job: t.job.Name, Tick: t.fire})
+	s.fired(t)
 	return true
 }
 
@@ -790,6 +806,7 @@ type tick struct {
 	after   <-chan struct{} // if not nil, claimed once closed (a catch-up claimed the job's older ticks)
 	running *locking.Lease  // the job's running key, claimed ahead with the tick (overlap skip)
 	reached bool            // its handling waited for its instant (untilInstant)
+	fired   atomic.Bool     // EventFired was emitted
 	started atomic.Bool     // its job started, or its handling ended (markStarted)
 }
 

@@ -1272,3 +1272,99 @@ func TestSkipRunningKeysClaimedInBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestLoserAheadOfInstant: with two replicas, the loser of a tick learns that
+// it lost ahead of the instant and fires at the instant with nothing more to
+// do; when the winner stops before the instant, the loser takes the tick over
+// and runs it at the instant, not before.
+func TestLoserAheadOfInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		type seen struct {
+			at time.Time
+			e  scheduler.Event
+		}
+		var mu sync.Mutex
+		events := map[string][]seen{}
+		type run struct {
+			replica string
+			at      time.Time
+		}
+		runs := map[int64][]run{} // by tick, in Unix nanoseconds
+		js := []scheduler.Job{{Name: "job", Schedule: mustSchedule(t, "@every 10s"), Overlap: scheduler.OverlapSkip,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				mu.Lock()
+				defer mu.Unlock()
+				runs[r.Scheduled.UnixNano()] = append(runs[r.Scheduled.UnixNano()], run{r.Replica, time.Now()})
+				return nil
+			}}}
+		stops := map[string]func(){}
+		time.Sleep(time.Second)
+		for _, name := range []string{"r1", "r2"} {
+			s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, 3*time.Second), Replica: name, TTL: 3 * time.Second,
+				Logger: zaptest.NewLogger(t).Named(name), SkipCatchUp: true, Observe: func(e scheduler.Event) {
+					mu.Lock()
+					events[name] = append(events[name], seen{time.Now(), e})
+					mu.Unlock()
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stops[name] = start(t, s)
+		}
+		// kinds returns what happened to the tick at on replica, and when.
+		kinds := func(replica string, at time.Time) map[scheduler.EventKind][]time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			out := map[scheduler.EventKind][]time.Time{}
+			for _, ev := range events[replica] {
+				if ev.e.Tick.Equal(at) {
+					out[ev.e.Kind] = append(out[ev.e.Kind], ev.at)
+				}
+			}
+			return out
+		}
+		winner := func(at time.Time) (won, lost string) {
+			if len(kinds("r1", at)[scheduler.EventWon]) == 1 {
+				return "r1", "r2"
+			}
+			return "r2", "r1"
+		}
+		epoch := time.Now().Truncate(10 * time.Second)
+
+		// The tick at 10 s: both replicas up.
+		first := epoch.Add(10 * time.Second)
+		time.Sleep(first.Add(-50 * time.Millisecond).Sub(time.Now()))
+		won, lost := winner(first)
+		if k := kinds(lost, first); len(k[scheduler.EventLostRace]) != 1 {
+			t.Errorf("%s: events %v of the tick 50ms before its instant, want it lost", lost, k)
+		}
+		time.Sleep(5 * time.Second)
+		if k := kinds(lost, first); len(k[scheduler.EventFired]) != 1 || !k[scheduler.EventFired][0].Equal(first) {
+			t.Errorf("%s (lost): fired at %v, want once at the instant %v", lost, k[scheduler.EventFired], first)
+		}
+		if k := kinds(won, first); len(k[scheduler.EventFired]) != 1 || !k[scheduler.EventFired][0].Equal(first) {
+			t.Errorf("%s (won): fired at %v, want once at the instant %v", won, k[scheduler.EventFired], first)
+		}
+
+		// The tick at 20 s: its winner stops 50 ms before the instant.
+		second := epoch.Add(20 * time.Second)
+		time.Sleep(second.Add(-50 * time.Millisecond).Sub(time.Now()))
+		won, lost = winner(second)
+		stops[won]()
+		time.Sleep(5 * time.Second)
+		if k := kinds(lost, second); len(k[scheduler.EventTakeover]) != 1 || len(k[scheduler.EventFired]) != 1 || !k[scheduler.EventFired][0].Equal(second) {
+			t.Errorf("%s: events %v of the tick its winner dropped, want a takeover, fired once at %v", lost, k, second)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, at := range []time.Time{first, second} {
+			if rs := runs[at.UnixNano()]; len(rs) != 1 || !rs[0].at.Equal(at) {
+				t.Errorf("tick %v: runs %+v, want one, at its instant", at, rs)
+			}
+		}
+		if rs := runs[second.UnixNano()]; len(rs) == 1 && rs[0].replica != lost {
+			t.Errorf("tick %v ran on %s, want on %s (the winner stopped)", second, rs[0].replica, lost)
+		}
+	})
+}

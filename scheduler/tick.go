@@ -138,6 +138,7 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 		case errors.Is(err, locking.ErrHeld):
 			answer.Kind = EventLostRace
 			s.emit(answer)
+			s.noteStarted(ctx) // its wave's runs need not wait for this one
 			if !run {
 				return // someone is running or recording it
 			}
@@ -321,7 +322,7 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	started := s.o.Clock.Now()
 	base := jobs.Run{Job: j.Name, Scheduled: fire, Token: lease.Token(), Replica: s.o.Replica, Args: j.Args}
 	last := attempt
-	s.jobStarting(ctx)
+	s.noteStarted(ctx)
 	err := jobs.Retry(rctx, j.Retries+1, j.RetryBackoff, func(ctx context.Context, n int) error {
 		r := base
 		r.Attempt = attempt + n - 1
