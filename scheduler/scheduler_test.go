@@ -1368,3 +1368,99 @@ func TestLoserAheadOfInstant(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseLostBeforeJobStarts: a replica that won a tick ahead of its instant
+// and was then paused past its lease's local deadline (its clock jumps ahead)
+// does not start the job at the instant, although its watchdog has not yet
+// noticed: it records the run as lost and frees the tick, and the replica that
+// lost the race takes it over and runs it, once.
+func TestLeaseLostBeforeJobStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var log runLog
+		js := []scheduler.Job{{Name: "job", Schedule: mustSchedule(t, "@every 10s"), Overlap: scheduler.OverlapAllow,
+			Func: func(ctx context.Context, r jobs.Run) error { log.add(r); return nil }}}
+		clock := &jumpClock{Clock: locking.SystemClock{}}
+		l1, err := locking.New(b, locking.WithLogger(zaptest.NewLogger(t)), locking.WithClock(clock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		won := make(chan struct{}, 1)
+		time.Sleep(time.Second)
+		r1, err := scheduler.New(scheduler.Options{Jobs: js, Locker: l1, Replica: "r1", TTL: 3 * time.Second,
+			Logger: zaptest.NewLogger(t).Named("r1"), SkipCatchUp: true, Observe: func(e scheduler.Event) {
+				if e.Kind == scheduler.EventWon {
+					select {
+					case won <- struct{}{}:
+					default:
+					}
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, r1)
+		tick := time.Now().Truncate(10 * time.Second).Add(10 * time.Second)
+		time.Sleep(tick.Add(-50 * time.Millisecond).Sub(time.Now()))
+		select {
+		case <-won:
+		default:
+			t.Fatal("r1 did not win the tick ahead of its instant")
+		}
+		start(t, newScheduler(t, newLocker(t, b, 3*time.Second), "r2", 3*time.Second, js, nil)) // loses, and waits
+		time.Sleep(10 * time.Millisecond)
+		clock.jump(10 * time.Second) // r1 "paused" past its lease
+		time.Sleep(5 * time.Second)
+		runs := ran(log.all(), tick.Add(-time.Second), tick)
+		if len(runs) != 1 || runs[0].Replica != "r2" {
+			t.Fatalf("runs %+v of the tick, want one, on r2", runs)
+		}
+		recs, err := b.Records(context.Background(), "job", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lost bool
+		for _, r := range recs {
+			if r.Replica == "r1" && r.Outcome == locking.OutcomeLost && strings.Contains(r.Error, "not started") {
+				lost = true
+			}
+		}
+		if !lost {
+			t.Errorf("records %+v, want r1's run recorded lost, not started", recs)
+		}
+	})
+}
+
+// TestLeaseLostDuringRetryBackoff: a replica paused past its lease's local
+// deadline while a failed job waits to retry does not retry it.
+func TestLeaseLostDuringRetryBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memlock.New()
+		var attempts atomic.Int64
+		js := []scheduler.Job{{Name: "job", Schedule: mustSchedule(t, "@every 10s"), Overlap: scheduler.OverlapAllow,
+			Retries: 2, RetryBackoff: 300 * time.Millisecond, // the retry comes before the watchdog's first renewal
+			Func: func(ctx context.Context, r jobs.Run) error { attempts.Add(1); return errors.New("failed") }}}
+		clock := &jumpClock{Clock: locking.SystemClock{}}
+		l, err := locking.New(b, locking.WithLogger(zaptest.NewLogger(t)), locking.WithClock(clock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: l, Replica: "r1", TTL: 3 * time.Second,
+			Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, s)
+		tick := time.Now().Truncate(10 * time.Second).Add(10 * time.Second)
+		time.Sleep(tick.Add(100 * time.Millisecond).Sub(time.Now()))
+		if n := attempts.Load(); n != 1 {
+			t.Fatalf("%d attempts 100ms after the instant, want 1", n)
+		}
+		clock.jump(10 * time.Second) // paused during the backoff
+		time.Sleep(3 * time.Second)
+		if n := attempts.Load(); n != 1 {
+			t.Errorf("%d attempts after the lease's deadline passed in the backoff, want 1", n)
+		}
+	})
+}

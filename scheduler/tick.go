@@ -313,6 +313,21 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	if !s.untilInstant(ctx, lease) {
 		return locking.Record{}
 	}
+	// The lease must still be valid when the job starts, not only when it was
+	// won: a replica paused (or cut off from the backend) between its claim and
+	// the job's start may find the lease's local deadline passed before its
+	// watchdog has noticed, and another replica may be running the tick. Check
+	// also renews from the session where the backend keeps one.
+	if err := lease.Check(); err != nil {
+		now := s.o.Clock.Now()
+		rec := locking.Record{Outcome: locking.OutcomeLost, Replica: s.o.Replica, Attempt: attempt, Started: now, Ended: now,
+			Error: fmt.Sprintf("lease lost before the job started; not started: %v", err)}
+		log.Error("lease lost before the job started; not starting it", zap.Error(err))
+		s.emit(Event{Kind: EventLeaseLost, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: attempt, Detail: rec.Error})
+		s.spawn(func() { s.freeLost(s.jobsCtx, lease, fire.Add(j.StartingDeadline)) })
+		s.recordRun(ctx, j, fire, lease, rec)
+		return rec
+	}
 	if j.Timeout > 0 {
 		var tcancel context.CancelFunc
 		rctx, tcancel = context.WithTimeoutCause(rctx, j.Timeout, ErrTimeout)
@@ -324,6 +339,13 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 	last := attempt
 	s.noteStarted(ctx)
 	err := jobs.Retry(rctx, j.Retries+1, j.RetryBackoff, func(ctx context.Context, n int) error {
+		if n > 1 {
+			// As before the first attempt: a pause during the backoff may have
+			// outlived the lease (Check then ends it, and its context).
+			if err := lease.Check(); err != nil {
+				return err
+			}
+		}
 		r := base
 		r.Attempt = attempt + n - 1
 		last = r.Attempt
