@@ -1,9 +1,7 @@
 package chaos
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/oncecron/oncecron/internal/localserver"
 )
 
 // The environment variables naming the server programs, as scripts/test.sh
@@ -89,19 +89,6 @@ type server struct {
 	done chan struct{}
 }
 
-const zooCfg = `tickTime=500
-initLimit=10
-syncLimit=5
-dataDir=%[1]s
-clientPortAddress=127.0.0.1
-clientPort=%[2]d
-maxClientCnxns=0
-minSessionTimeout=1000
-maxSessionTimeout=60000
-admin.enableServer=false
-4lw.commands.whitelist=*
-`
-
 // newServer prepares (but does not start) a server of kind in dir.
 func newServer(kind, dir string, p Programs) (*server, error) {
 	port, err := freePort()
@@ -114,7 +101,7 @@ func newServer(kind, dir string, p Programs) (*server, error) {
 	case "redis":
 		s.argv = []string{p.RedisServer, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
 			"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"}
-		s.ready = func() bool { return ask(s.addr, "PING\r\n", "+PONG") }
+		s.ready = func() bool { return localserver.Answers(s.addr, "PING\r\n", "+PONG") }
 	case "etcd":
 		peer, err := freePort()
 		if err != nil {
@@ -131,7 +118,7 @@ func newServer(kind, dir string, p Programs) (*server, error) {
 			return nil, err
 		}
 		cfg := filepath.Join(dir, "zoo.cfg")
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, zooCfg, data, port), 0o644); err != nil {
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, localserver.ZooKeeperConfig, data, port), 0o644); err != nil {
 			return nil, err
 		}
 		s.argv = []string{p.Java, "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
@@ -139,7 +126,7 @@ func newServer(kind, dir string, p Programs) (*server, error) {
 			"-Dorg.slf4j.simpleLogger.showDateTime=true", "-Dzookeeper.admin.enableServer=false",
 			"-Dzookeeper.4lw.commands.whitelist=*", "-cp", p.ZKClasspath,
 			"org.apache.zookeeper.server.ZooKeeperServerMain", cfg}
-		s.ready = func() bool { return ask(s.addr, "srvr", "Mode: standalone") }
+		s.ready = func() bool { return localserver.Answers(s.addr, "srvr", "Mode: standalone") }
 	default:
 		return nil, fmt.Errorf("chaos: unknown backend %q", kind)
 	}
@@ -148,7 +135,7 @@ func newServer(kind, dir string, p Programs) (*server, error) {
 
 // etcdReady reports whether etcd answers its /health endpoint on the client port.
 func etcdReady(addr string) bool {
-	return ask(addr, "GET /health HTTP/1.0\r\nHost: "+addr+"\r\n\r\n", `"health":"true"`)
+	return localserver.Answers(addr, "GET /health HTTP/1.0\r\nHost: "+addr+"\r\n\r\n", `"health":"true"`)
 }
 
 // start starts the server and waits (up to 60s) until it answers.
@@ -223,32 +210,6 @@ func (s *server) stop(sig syscall.Signal) error {
 		return nil
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("chaos: %s (pid %d) did not exit after SIGKILL", s.kind, cmd.Process.Pid)
-	}
-}
-
-// ask reports whether the server at addr answers req with a reply that
-// contains want, within 1s.
-func ask(addr, req, want string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		return false
-	}
-	var got []byte
-	buf := make([]byte, 512)
-	for {
-		n, err := c.Read(buf)
-		got = append(got, buf[:n]...)
-		if bytes.Contains(got, []byte(want)) {
-			return true
-		}
-		if err != nil || len(got) > 1<<16 {
-			return false
-		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oncecron/oncecron/internal/localserver"
 )
 
 // RedisOptions configures a private Redis server.
@@ -51,7 +53,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *Server {
 		if opts.TLS != nil {
 			return askTLS(s.addr, opts.TLS, "PING\r\n", "+PONG")
 		}
-		return ask(s.addr, "PING\r\n", "+PONG")
+		return localserver.Answers(s.addr, "PING\r\n", "+PONG")
 	})
 }
 

@@ -273,29 +273,3 @@ func tail(path string) string {
 	}
 	return "    " + strings.Join(lines, "\n    ")
 }
-
-// ask reports whether the server at addr answers req with a reply that
-// contains want, within 1s.
-func ask(addr, req, want string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		return false
-	}
-	var got []byte
-	buf := make([]byte, 512)
-	for {
-		n, err := c.Read(buf)
-		got = append(got, buf[:n]...)
-		if bytes.Contains(got, []byte(want)) {
-			return true
-		}
-		if err != nil || len(got) > 1<<16 {
-			return false
-		}
-	}
-}

@@ -5,22 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-)
 
-// zooCfg is a standalone ZooKeeper's configuration; keep it in line with
-// oc_write_zk_conf in scripts/lib.sh. Sessions may be as short as 1s.
-const zooCfg = `tickTime=500
-initLimit=10
-syncLimit=5
-dataDir=%[1]s
-clientPortAddress=127.0.0.1
-clientPort=%[2]d
-maxClientCnxns=0
-minSessionTimeout=1000
-maxSessionTimeout=60000
-admin.enableServer=false
-4lw.commands.whitelist=*
-`
+	"github.com/oncecron/oncecron/internal/localserver"
+)
 
 // StartZooKeeper starts a private standalone ZooKeeper with
 // $ONCECRON_TEST_JAVA and $ONCECRON_TEST_ZK_CLASSPATH. It keeps its data
@@ -35,7 +22,7 @@ func StartZooKeeper(t testing.TB) *Server {
 		if err := os.MkdirAll(data, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, zooCfg, data, ports[0]), 0o644); err != nil {
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, localserver.ZooKeeperConfig, data, ports[0]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return []string{java,
@@ -50,6 +37,6 @@ func StartZooKeeper(t testing.TB) *Server {
 		}
 	}
 	return newServer(t, "zookeeper", 1, argv, func(s *Server, _ *run) bool {
-		return ask(s.addr, "srvr", "Mode: standalone")
+		return localserver.Answers(s.addr, "srvr", "Mode: standalone")
 	})
 }
