@@ -26,7 +26,7 @@ type Backend struct {
 	done    map[locking.Key]entry
 	fences  map[string]uint64
 	records map[string]*history
-	changed chan struct{} // closed on a change; nil while no one waits
+	waiters map[locking.Key]chan struct{} // closed when its key changes; present while someone waits
 	ops     int
 	sweepAt int // ops count of the next sweep
 	closed  bool
@@ -119,6 +119,13 @@ func (b *Backend) sweep() {
 			delete(b.locks, k)
 		}
 	}
+	// Waiters of keys nobody holds (their holders expired unseen, or their
+	// waiters left): wake them, so that an entry does not outlive its waiters.
+	for k := range b.waiters {
+		if _, ok := b.locks[k]; !ok {
+			b.notify(k)
+		}
+	}
 }
 
 // live returns the unexpired entry of key in m.
@@ -129,17 +136,19 @@ func (b *Backend) live(m map[locking.Key]entry, key locking.Key) (entry, bool) {
 	}
 	if !b.clock.Now().Before(e.expires) {
 		delete(m, key)
-		b.notify()
+		b.notify(key)
 		return entry{}, false
 	}
 	return e, true
 }
 
-// notify wakes the waiters, if any.
-func (b *Backend) notify() {
-	if b.changed != nil {
-		close(b.changed)
-		b.changed = nil
+// notify wakes the waiters of key, if any: only those, so that with
+// thousands of losers waiting (several schedulers sharing the backend) a
+// completion wakes the two or three that wait for its key, not all of them.
+func (b *Backend) notify(key locking.Key) {
+	if ch, ok := b.waiters[key]; ok {
+		close(ch)
+		delete(b.waiters, key)
 	}
 }
 
@@ -221,7 +230,7 @@ func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Rec
 	}
 	b.done[g.Key] = entry{owner: g.Owner, token: g.Token, expires: b.clock.Now().Add(retention)}
 	b.add(rec)
-	b.notify()
+	b.notify(g.Key)
 	return nil
 }
 
@@ -236,7 +245,7 @@ func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
 		return fmt.Errorf("memlock: release %s: %w", g.Key, locking.ErrNotHeld)
 	}
 	delete(b.locks, g.Key)
-	b.notify()
+	b.notify(g.Key)
 	return nil
 }
 
@@ -300,14 +309,23 @@ func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locki
 	return h.newest(limit), nil
 }
 
-// Wait implements locking.Waiter: it returns when any key changes, when the
-// current holder of key would expire, or after one second.
+// Wait implements locking.Waiter: it returns when key is released or
+// completed (then with an error wrapping locking.ErrDone), when its current
+// holder would expire, or after one second.
 func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 	b.mu.Lock()
-	if b.changed == nil {
-		b.changed = make(chan struct{})
+	if _, ok := b.live(b.done, key); ok {
+		b.mu.Unlock()
+		return fmt.Errorf("memlock: %s: %w", key, locking.ErrDone)
 	}
-	ch := b.changed
+	ch, ok := b.waiters[key]
+	if !ok {
+		if b.waiters == nil {
+			b.waiters = map[locking.Key]chan struct{}{}
+		}
+		ch = make(chan struct{})
+		b.waiters[key] = ch
+	}
 	wait := time.Second
 	if e, ok := b.live(b.locks, key); ok {
 		wait = min(wait, e.expires.Sub(b.clock.Now()))
@@ -320,6 +338,11 @@ func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 		return ctx.Err()
 	case <-ch:
 	case <-t.C():
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.live(b.done, key); ok {
+		return fmt.Errorf("memlock: %s: %w", key, locking.ErrDone)
 	}
 	return nil
 }

@@ -115,3 +115,54 @@ func TestMaxRetention(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitWakesOnlyItsKey: a change of one key wakes the waiters of that key
+// only (with thousands of losers waiting, a completion must not wake them
+// all), and a waiter whose key was completed learns it from Wait.
+func TestWaitWakesOnlyItsKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		b := memlock.New()
+		a, other := locking.Key{Scope: "job", Name: "a"}, locking.Key{Scope: "job", Name: "b"}
+		ga, err := b.Claim(ctx, a, "o1", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gb, err := b.Claim(ctx, other, "o1", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		type woken struct {
+			after time.Duration
+			err   error
+		}
+		done := make(chan woken, 1)
+		go func() {
+			err := b.Wait(ctx, a)
+			done <- woken{time.Since(start), err}
+		}()
+		time.Sleep(100 * time.Millisecond)
+		if err := b.Release(ctx, gb); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case w := <-done:
+			t.Fatalf("the waiter of %s woke %v after the start (%v) when %s was released", a, w.after, w.err, other)
+		default:
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := b.Complete(ctx, ga, locking.Record{Key: a, Outcome: locking.OutcomeSucceeded}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		w := <-done
+		if w.after != 200*time.Millisecond || !errors.Is(w.err, locking.ErrDone) {
+			t.Errorf("the waiter woke %v after the start with %v, want at the completion (200ms) with ErrDone", w.after, w.err)
+		}
+		// A key completed already: Wait says so at once.
+		if err := b.Wait(ctx, a); !errors.Is(err, locking.ErrDone) {
+			t.Errorf("Wait of a completed key: %v, want ErrDone", err)
+		}
+	})
+}
