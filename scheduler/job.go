@@ -53,7 +53,11 @@ const (
 	// HolderLossRetry takes the tick over and runs it again, with a higher token
 	// and the next attempt number.
 	HolderLossRetry HolderLoss = iota
-	// HolderLossAbandon records the tick as abandoned and does not rerun it.
+	// HolderLossAbandon records the tick as abandoned and does not rerun it,
+	// if an earlier holder may have started its job: each run writes an
+	// OutcomeStarted record before it starts the job, and a tick that its
+	// holder released unrun (shutdown before the instant) is run, not
+	// abandoned.
 	HolderLossAbandon
 )
 

@@ -1464,3 +1464,112 @@ func TestLeaseLostDuringRetryBackoff(t *testing.T) {
 		}
 	})
 }
+
+// cutBackend is a memory backend that a replica stops reaching (its renewals,
+// completions, releases and records fail) once cut: a runner cut off, as
+// good as dead for the backend.
+type cutBackend struct {
+	*memlock.Backend
+	cut atomic.Bool
+}
+
+func (c *cutBackend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration) (locking.Grant, error) {
+	if c.cut.Load() {
+		return locking.Grant{}, locking.ErrUnavailable
+	}
+	return c.Backend.Renew(ctx, g, ttl)
+}
+
+func (c *cutBackend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
+	if c.cut.Load() {
+		return locking.ErrUnavailable
+	}
+	return c.Backend.Complete(ctx, g, rec, retention)
+}
+
+func (c *cutBackend) Release(ctx context.Context, g locking.Grant) error {
+	if c.cut.Load() {
+		return locking.ErrUnavailable
+	}
+	return c.Backend.Release(ctx, g)
+}
+
+func (c *cutBackend) AddRecord(ctx context.Context, rec locking.Record) error {
+	if c.cut.Load() {
+		return locking.ErrUnavailable
+	}
+	return c.Backend.AddRecord(ctx, rec)
+}
+
+// TestAbandonOnHolderLoss: with on_holder_loss: abandon, a survivor that
+// takes over a tick whose runner started the job and was then cut off records
+// it abandoned and does not run it; but a tick whose winner released it unrun
+// (it stopped before the instant) is run by the survivor, not abandoned.
+func TestAbandonOnHolderLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		stopR1   bool // r1 stops 50ms before the instant (else: it runs the job, then is cut off)
+		wantRuns []string
+		want     locking.Outcome
+	}{
+		{"runner cut off after starting", false, []string{"r1"}, locking.OutcomeAbandoned},
+		{"winner released it unrun", true, []string{"r2"}, locking.OutcomeSucceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := memlock.New()
+				cut := &cutBackend{Backend: mem}
+				var log runLog
+				js := []scheduler.Job{{Name: "job", Schedule: mustSchedule(t, "@every 30s"), Overlap: scheduler.OverlapAllow,
+					OnHolderLoss: scheduler.HolderLossAbandon,
+					Func: func(ctx context.Context, r jobs.Run) error {
+						log.add(r)
+						if r.Replica == "r1" {
+							cut.cut.Store(true)
+							<-ctx.Done()
+							return ctx.Err()
+						}
+						return nil
+					}}}
+				time.Sleep(time.Second)
+				stopR1 := start(t, noCatchUp(t, newLocker(t, cut, 3*time.Second), js)) // "r1"
+				tick := time.Now().Truncate(30 * time.Second).Add(30 * time.Second)
+				time.Sleep(tick.Add(-50 * time.Millisecond).Sub(time.Now())) // r1 has claimed the tick
+				r2, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, mem, 3*time.Second), Replica: "r2",
+					TTL: 3 * time.Second, Logger: zaptest.NewLogger(t).Named("r2"), SkipCatchUp: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				start(t, r2) // claims at once, loses, and waits for r1
+				time.Sleep(20 * time.Millisecond)
+				if tc.stopR1 {
+					stopR1()
+				}
+				time.Sleep(15 * time.Second)
+				var who []string
+				for _, r := range ran(log.all(), tick.Add(-time.Second), tick) {
+					who = append(who, r.Replica)
+				}
+				if !slices.Equal(who, tc.wantRuns) {
+					t.Errorf("the tick ran on %v, want %v", who, tc.wantRuns)
+				}
+				recs, err := mem.Records(context.Background(), "job", 20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []locking.Outcome
+				for _, r := range recs {
+					if r.Key.Name == scheduler.TickName(tick) && r.Owner != "" {
+						got = append(got, r.Outcome)
+					}
+				}
+				if !slices.Contains(got, tc.want) {
+					t.Errorf("the tick's run records %v, want one %s", got, tc.want)
+				}
+				if tc.want != locking.OutcomeAbandoned && slices.Contains(got, locking.OutcomeAbandoned) {
+					t.Errorf("the tick's run records %v: abandoned although nobody started it", got)
+				}
+			})
+		})
+	}
+}

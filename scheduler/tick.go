@@ -166,10 +166,13 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 			return
 		}
 	}
+	started := true // whether an earlier holder may have started the job (on_holder_loss: abandon)
 	if run && (takeover || s.o.Clock.Now().After(fire.Add(s.o.TTL/2))) {
 		// Someone may have run this tick before and lost it: number this run
 		// after every attempt the records know of.
-		attempt = max(attempt, s.nextAttempt(ctx, key))
+		var next int
+		next, started = s.priorRuns(ctx, key)
+		attempt = max(attempt, next)
 	}
 	if takeover {
 		// Tell a later taker which attempt this is, should this replica die too.
@@ -181,7 +184,7 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 		})
 		s.emit(Event{Kind: EventTakeover, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: attempt})
 		log.Warn("the tick's runner did not complete it; taking over", zap.Uint64("token", lease.Token()))
-		if j.OnHolderLoss == HolderLossAbandon {
+		if j.OnHolderLoss == HolderLossAbandon && started {
 			s.finish(lease, j, fire, log, locking.Record{Outcome: locking.OutcomeAbandoned, Attempt: attempt,
 				Error: "runner lost its lease; on_holder_loss: abandon"})
 			return
@@ -199,6 +202,33 @@ func (s *Scheduler) handle(ctx context.Context, j *Job, fire time.Time, run bool
 	s.run(ctx, j, lease, fire, attempt, log)
 }
 
+// markStarted writes, before a run of a job with on_holder_loss: abandon
+// starts the job, the OutcomeStarted marker that tells a later taker of the
+// tick that this run may have started it (see priorRuns). If the marker
+// cannot be written, the job is not started and the tick is completed as
+// failed (a taker could not tell that it never started), or recorded lost if
+// even that fails; ok is false and rec is that record.
+func (s *Scheduler) markStarted(lease *locking.Lease, j *Job, fire time.Time, attempt int, log *zap.Logger) (rec locking.Record, ok bool) {
+	now := s.o.Clock.Now()
+	mctx, cancel := context.WithTimeout(lease.Context(), s.o.TTL/3)
+	defer cancel()
+	// No owner, as for the takeover marker: backends that key records by
+	// (token, name, owner) must not confuse it with the run's own record.
+	err := s.locker.AddRecord(mctx, locking.Record{Key: lease.Key(), Outcome: OutcomeStarted, Replica: s.o.Replica,
+		Token: lease.Token(), Attempt: attempt, Started: now, Ended: now})
+	if err == nil {
+		return locking.Record{}, true
+	}
+	log.Error("could not record the run's start, which on_holder_loss: abandon needs; not starting the job", zap.Error(err))
+	rec = locking.Record{Outcome: locking.OutcomeFailed, Attempt: attempt, Started: now, Ended: now,
+		Error: "not started: could not record the run's start (on_holder_loss: abandon): " + err.Error()}
+	if s.finish(lease, j, fire, log, rec) {
+		s.emit(Event{Kind: EventFinished, Job: j.Name, Tick: fire, Token: lease.Token(), Attempt: attempt,
+			Outcome: rec.Outcome, Detail: rec.Error})
+	}
+	return rec, false
+}
+
 // recordGrace is how long past a tick's deadline a waiting replica stays, to
 // record the tick as missed if its runner turns out to have died: long enough
 // for a dead runner's lease (TTL) or session to expire.
@@ -208,23 +238,35 @@ func recordGrace(ttl time.Duration) time.Duration { return 2*ttl + 10*time.Secon
 // from a runner that lost it, and with which attempt number.
 const OutcomeTakeover locking.Outcome = "takeover"
 
-// nextAttempt returns 1 + the highest attempt the job's recent records know of
-// for key (runs lost, interrupted or taken over), and at least 2 when there is
-// any such record.
-func (s *Scheduler) nextAttempt(ctx context.Context, key locking.Key) int {
+// OutcomeStarted marks, in the history of a job with on_holder_loss: abandon,
+// that a run was about to start the job of a tick (attempt and token): a
+// replica that takes the tick over abandons it only if such a marker shows
+// that an earlier holder may have started it, and runs it otherwise.
+const OutcomeStarted locking.Outcome = "started"
+
+// priorRuns reads the job's recent records for key. It returns 1 + the
+// highest attempt they know of (runs lost, interrupted or taken over), and at
+// least 2 when there is any such record; and whether a run of key may have
+// started its job: a job with on_holder_loss: abandon writes an
+// OutcomeStarted marker before each start (see run), so no marker means that
+// no earlier holder started it (it released the tick unrun: shutdown before
+// the instant, a clock over the skew budget, an overlap check that failed).
+// When the records cannot be read it says 2 and true.
+func (s *Scheduler) priorRuns(ctx context.Context, key locking.Key) (next int, started bool) {
 	rctx, cancel := context.WithTimeout(ctx, s.o.TTL/2)
 	defer cancel()
 	recs, err := s.locker.Records(rctx, key.Scope, 100)
 	if err != nil {
-		return 2 // a takeover at least; the records say no more
+		return 2, true // a takeover at least; the records say no more
 	}
-	n := 1
+	next = 1
 	for _, r := range recs {
 		if r.Key == key {
-			n = max(n, r.Attempt+1, 2)
+			next = max(next, r.Attempt+1, 2)
+			started = started || r.Outcome == OutcomeStarted
 		}
 	}
-	return n
+	return next, started
 }
 
 // await waits, without hammering the backend, for the runner of a tick to end it;
@@ -327,6 +369,11 @@ func (s *Scheduler) run(ctx context.Context, j *Job, lease *locking.Lease, fire 
 		s.spawn(func() { s.freeLost(s.jobsCtx, lease, fire.Add(j.StartingDeadline)) })
 		s.recordRun(ctx, j, fire, lease, rec)
 		return rec
+	}
+	if j.OnHolderLoss == HolderLossAbandon {
+		if rec, ok := s.markStarted(lease, j, fire, attempt, log); !ok {
+			return rec
+		}
 	}
 	if j.Timeout > 0 {
 		var tcancel context.CancelFunc
