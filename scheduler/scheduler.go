@@ -456,7 +456,11 @@ func (s *Scheduler) gate(ctx context.Context, at, now time.Time, ticks []*tick) 
 		if w.cancelled {
 			return
 		}
-		<-w.started
+		select {
+		case <-w.started:
+		case <-ctx.Done():
+			return // shutting down: the fired events of ticks handled ahead are left out
+		}
 		for _, t := range ticks {
 			s.fired(t)
 		}
