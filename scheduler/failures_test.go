@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -229,4 +230,41 @@ func anchored(t *testing.T, spec string, at time.Time) schedule.Schedule {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestMarkersKeptOnEveryBackend: a taker's takeover marker (no owner) and its
+// started marker (owner "started", on_holder_loss: abandon) carry the same key
+// and token; a backend that keys records by (token, name, owner) keeps both,
+// so that a later taker still finds the started marker.
+func TestMarkersKeptOnEveryBackend(t *testing.T) {
+	for _, rb := range realBackends() {
+		t.Run(rb.name, func(t *testing.T) {
+			t.Parallel()
+			b := rb.dial(t, rb.addr(t), randomNamespace())
+			t.Cleanup(func() { _ = b.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			key := locking.Key{Scope: "markers", Name: scheduler.TickName(time.Unix(1800000000, 0))}
+			now := time.Now().UTC()
+			for _, rec := range []locking.Record{
+				{Key: key, Outcome: scheduler.OutcomeTakeover, Replica: "r2", Token: 7, Attempt: 2, Started: now, Ended: now},
+				{Key: key, Outcome: scheduler.OutcomeStarted, Owner: string(scheduler.OutcomeStarted), Replica: "r2", Token: 7, Attempt: 2, Started: now, Ended: now},
+			} {
+				if err := b.AddRecord(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recs, err := b.Records(ctx, key.Scope, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []locking.Outcome
+			for _, r := range recs {
+				got = append(got, r.Outcome)
+			}
+			if !slices.Contains(got, scheduler.OutcomeTakeover) || !slices.Contains(got, scheduler.OutcomeStarted) {
+				t.Errorf("records %v, want the takeover and the started marker both", got)
+			}
+		})
+	}
 }

@@ -212,9 +212,11 @@ func (s *Scheduler) markStarted(lease *locking.Lease, j *Job, fire time.Time, at
 	now := s.o.Clock.Now()
 	mctx, cancel := context.WithTimeout(lease.Context(), s.o.TTL/3)
 	defer cancel()
-	// No owner, as for the takeover marker: backends that key records by
-	// (token, name, owner) must not confuse it with the run's own record.
-	err := s.locker.AddRecord(mctx, locking.Record{Key: lease.Key(), Outcome: OutcomeStarted, Replica: s.o.Replica,
+	// Owner "started": backends that key records by (token, name, owner)
+	// (etcd) must confuse it neither with the run's own record (the lease's
+	// owner) nor with the takeover marker of the same token (no owner), which
+	// is written concurrently and would otherwise overwrite it.
+	err := s.locker.AddRecord(mctx, locking.Record{Key: lease.Key(), Outcome: OutcomeStarted, Owner: string(OutcomeStarted), Replica: s.o.Replica,
 		Token: lease.Token(), Attempt: attempt, Started: now, Ended: now})
 	if err == nil {
 		return locking.Record{}, true
