@@ -408,7 +408,7 @@ func (ls *Lease) schedule(t *Timer, d time.Duration, f func()) {
 		return
 	}
 	ls.pending.Add(1)
-	*t = ls.l.opts.clock.AfterFunc(max(d, 0), func() {
+	*t = ls.l.timers.AfterFunc(d, func() {
 		defer ls.pending.Done()
 		f()
 	})

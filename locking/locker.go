@@ -36,6 +36,8 @@ type Locker struct {
 	b    Backend
 	opts options
 	fin  *finisher // non-nil when b is a BatchFinisher
+	// timers runs the watchdog timers of every lease on one clock timer.
+	timers *timerSet
 }
 
 type options struct {
@@ -112,7 +114,7 @@ func New(b Backend, opts ...Option) (*Locker, error) {
 	case o.poll <= 0:
 		return nil, fmt.Errorf("%w: poll interval %v must be positive", ErrInvalid, o.poll)
 	}
-	l := &Locker{b: b, opts: o}
+	l := &Locker{b: b, opts: o, timers: &timerSet{clock: o.clock}}
 	if bf, ok := b.(BatchFinisher); ok {
 		l.fin = &finisher{b: bf}
 	}
