@@ -3,6 +3,7 @@ package bench
 import (
 	"crypto/rand"
 	"encoding/hex"
+	mrand "math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -16,6 +17,8 @@ import (
 // machine state:
 //
 //	Benchmark<Backend>LockUnlock/<contender>   uncontended lock + unlock of a fresh key
+//	Benchmark<Backend>Interleaved              the same, the contenders taking turns of
+//	                                           16 operations (one function: see interleave)
 //	Benchmark<Backend>Race/<contender>         8 clients race for one key per round
 //	Benchmark<Backend>Burst/<contender>        3 replicas claim the same 1,000 ticks at once
 //
@@ -37,6 +40,9 @@ import (
 //	zero-winner      rounds (or burst ticks) that nobody won (total; must be 0)
 //	two-winner       rounds (or burst ticks) that more than one racer won (total; must be 0)
 //	reqs/tick        burst: requests of all replicas over the ticks of the burst
+//	ns/<contender>   interleaved: the contender's mean time per lock + unlock
+//	<contender>/raw  interleaved: the median over the turns of the contender's time
+//	                 over raw's time in the same turn
 
 const (
 	// ttl of every lock: long enough that no watchdog renewal (ttl/3) fires during
@@ -127,6 +133,86 @@ func lockUnlock(b *testing.B, c *counter, op func(i int) error) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(c.load()-before)/float64(b.N), "reqs/op")
+}
+
+// lockContender is one contender of a lock + unlock benchmark: setup dials its
+// clients and returns their request counter and the operation, one lock +
+// unlock of a fresh key (i is unique in the process).
+type lockContender struct {
+	name  string
+	setup func(b *testing.B) (*counter, func(i int) error)
+}
+
+// lockUnlockEach runs each contender as a sub-benchmark of its own, one after
+// another (see lockUnlock).
+func lockUnlockEach(b *testing.B, cs []lockContender) {
+	for _, c := range cs {
+		b.Run(c.name, func(b *testing.B) {
+			n, op := c.setup(b)
+			lockUnlock(b, n, op)
+		})
+	}
+}
+
+// interleaveTurn is how many operations a contender runs in one turn.
+const interleaveTurn = 16
+
+// interleave runs the contenders' operations in turns: in each round every
+// contender runs interleaveTurn operations, in an order shuffled per round, and
+// each round's time of a contender is divided by raw's time in the same round.
+// A round lasts a few milliseconds, so drift on the machine (other processes,
+// the servers' background work, a slower disk for a while) hits every
+// contender of a ratio alike, which contenders run one after another for a
+// second each (lockUnlockEach) cannot promise. One iteration (b.N) is one
+// operation of every contender. The first contender is the floor.
+func interleave(b *testing.B, cs []lockContender) {
+	type state struct {
+		n     *counter
+		op    func(i int) error
+		first int // index of the first fresh key
+		total time.Duration
+		reqs  int64
+		ratio []float64
+	}
+	st := make([]*state, len(cs))
+	for k, c := range cs {
+		n, op := c.setup(b)
+		first := fresh(b.N + 1)
+		if err := op(first); err != nil { // dials, loads scripts
+			b.Fatalf("%s: warm-up: %v", c.name, err)
+		}
+		st[k] = &state{n: n, op: op, first: first + 1}
+	}
+	rng := mrand.New(mrand.NewPCG(uint64(b.N), uint64(len(cs))))
+	turn := make([]time.Duration, len(cs))
+	b.ResetTimer()
+	for done := 0; done < b.N; done += interleaveTurn {
+		m := min(interleaveTurn, b.N-done)
+		for _, k := range rng.Perm(len(cs)) {
+			s := st[k]
+			before := s.n.load()
+			t0 := time.Now()
+			for i := done; i < done+m; i++ {
+				if err := s.op(s.first + i); err != nil {
+					b.Fatalf("%s: %v", cs[k].name, err)
+				}
+			}
+			turn[k] = time.Since(t0)
+			s.total += turn[k]
+			s.reqs += s.n.load() - before
+		}
+		for k := 1; k < len(cs); k++ {
+			st[k].ratio = append(st[k].ratio, float64(turn[k])/float64(turn[0]))
+		}
+	}
+	b.StopTimer()
+	for k, s := range st {
+		b.ReportMetric(float64(s.total.Nanoseconds())/float64(b.N), "ns/"+cs[k].name)
+		b.ReportMetric(float64(s.reqs)/float64(b.N), "reqs/"+cs[k].name)
+		if k > 0 {
+			b.ReportMetric(median(s.ratio), cs[k].name+"/"+cs[0].name)
+		}
+	}
 }
 
 // raceStats tallies the rounds of a race benchmark.

@@ -106,56 +106,63 @@ func etcdSession(b *testing.B, cli *clientv3.Client) *concurrency.Session {
 
 func ekey(contender string, i int) string { return fmt.Sprintf("/%s/%s/%d", runID, contender, i) }
 
-func BenchmarkEtcdLockUnlock(b *testing.B) {
+// etcdLockUnlock is the lock + unlock of each etcd contender.
+func etcdLockUnlock() []lockContender {
 	ctx := context.Background()
 	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
-	b.Run("raw", func(b *testing.B) {
-		cli, n := etcdClient(b)
-		lease := etcdRawLease(b, cli)
-		lockUnlock(b, n, func(i int) error {
-			k := ekey("lu-raw", i)
-			ok, err := etcdRawLock(ctx, cli, lease, k)
-			if err != nil || !ok {
-				return errors.Join(err, errLost)
+	oncecron := func(complete bool) func(b *testing.B) (*counter, func(int) error) {
+		scope := map[bool]string{true: "lu-complete", false: "lu-release"}[complete]
+		return func(b *testing.B) (*counter, func(int) error) {
+			cli, n := etcdClient(b)
+			l := etcdLocker(b, cli)
+			return n, func(i int) error {
+				lease, err := l.Claim(ctx, tick(scope, i), ttl)
+				if err != nil {
+					return err
+				}
+				if complete {
+					return lease.Complete(ctx, rec, retention)
+				}
+				return lease.Release(ctx)
 			}
-			_, err = cli.Delete(ctx, k)
-			return err
-		})
-	})
-	b.Run("oncecron-complete", func(b *testing.B) {
-		cli, n := etcdClient(b)
-		l := etcdLocker(b, cli)
-		lockUnlock(b, n, func(i int) error {
-			lease, err := l.Claim(ctx, tick("lu-complete", i), ttl)
-			if err != nil {
+		}
+	}
+	return []lockContender{
+		{"raw", func(b *testing.B) (*counter, func(int) error) {
+			cli, n := etcdClient(b)
+			lease := etcdRawLease(b, cli)
+			return n, func(i int) error {
+				k := ekey("lu-raw", i)
+				ok, err := etcdRawLock(ctx, cli, lease, k)
+				if err != nil || !ok {
+					return errors.Join(err, errLost)
+				}
+				_, err = cli.Delete(ctx, k)
 				return err
 			}
-			return lease.Complete(ctx, rec, retention)
-		})
-	})
-	b.Run("oncecron-release", func(b *testing.B) {
-		cli, n := etcdClient(b)
-		l := etcdLocker(b, cli)
-		lockUnlock(b, n, func(i int) error {
-			lease, err := l.Claim(ctx, tick("lu-release", i), ttl)
-			if err != nil {
-				return err
+		}},
+		{"oncecron-complete", oncecron(true)},
+		{"oncecron-release", oncecron(false)},
+		{"concurrency-mutex", func(b *testing.B) (*counter, func(int) error) {
+			cli, n := etcdClient(b)
+			s := etcdSession(b, cli)
+			return n, func(i int) error {
+				m := concurrency.NewMutex(s, ekey("lu-mutex", i))
+				if err := m.Lock(ctx); err != nil {
+					return err
+				}
+				return m.Unlock(ctx)
 			}
-			return lease.Release(ctx)
-		})
-	})
-	b.Run("concurrency-mutex", func(b *testing.B) {
-		cli, n := etcdClient(b)
-		s := etcdSession(b, cli)
-		lockUnlock(b, n, func(i int) error {
-			m := concurrency.NewMutex(s, ekey("lu-mutex", i))
-			if err := m.Lock(ctx); err != nil {
-				return err
-			}
-			return m.Unlock(ctx)
-		})
-	})
+		}},
+	}
 }
+
+// BenchmarkEtcdLockUnlock: each contender's lock + unlock of a fresh key, one
+// contender after another (see BenchmarkEtcdInterleaved for the ratios).
+func BenchmarkEtcdLockUnlock(b *testing.B) { lockUnlockEach(b, etcdLockUnlock()) }
+
+// BenchmarkEtcdInterleaved: the same operations taking turns (see interleave).
+func BenchmarkEtcdInterleaved(b *testing.B) { interleave(b, etcdLockUnlock()) }
 
 // BenchmarkEtcdRace: per round, 8 clients race for one fresh key; ns/op is the
 // round including the winner's unlock (oncecron: Complete).

@@ -123,69 +123,79 @@ func tick(contender string, i int) locking.Key {
 
 var errLost = errors.New("lost an uncontended lock")
 
-func BenchmarkRedisLockUnlock(b *testing.B) {
+// redisLockUnlock is the lock + unlock of each Redis contender.
+func redisLockUnlock() []lockContender {
 	ctx := context.Background()
 	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
-	b.Run("raw", func(b *testing.B) {
-		c, n := redisClient(b)
-		lockUnlock(b, n, func(i int) error {
-			k := rkey("lu-raw", i)
-			val, ok, err := rawLock(ctx, c, k)
-			if err != nil || !ok {
-				return errors.Join(err, errLost)
+	return []lockContender{
+		{"raw", func(b *testing.B) (*counter, func(int) error) {
+			c, n := redisClient(b)
+			return n, func(i int) error {
+				k := rkey("lu-raw", i)
+				val, ok, err := rawLock(ctx, c, k)
+				if err != nil || !ok {
+					return errors.Join(err, errLost)
+				}
+				return rawRelease(ctx, c, k, val)
 			}
-			return rawRelease(ctx, c, k, val)
-		})
-	})
-	b.Run("oncecron-complete", func(b *testing.B) {
-		c, n := redisClient(b)
-		l := redisLocker(b, c)
-		lockUnlock(b, n, func(i int) error {
-			lease, err := l.Claim(ctx, tick("lu-complete", i), ttl)
-			if err != nil {
+		}},
+		{"oncecron-complete", func(b *testing.B) (*counter, func(int) error) {
+			c, n := redisClient(b)
+			l := redisLocker(b, c)
+			return n, func(i int) error {
+				lease, err := l.Claim(ctx, tick("lu-complete", i), ttl)
+				if err != nil {
+					return err
+				}
+				return lease.Complete(ctx, rec, retention)
+			}
+		}},
+		{"oncecron-release", func(b *testing.B) (*counter, func(int) error) {
+			c, n := redisClient(b)
+			l := redisLocker(b, c)
+			return n, func(i int) error {
+				lease, err := l.Claim(ctx, tick("lu-release", i), ttl)
+				if err != nil {
+					return err
+				}
+				return lease.Release(ctx)
+			}
+		}},
+		{"redsync", func(b *testing.B) (*counter, func(int) error) {
+			c, n := redisClient(b)
+			rs := redsync.New(redsyncgoredis.NewPool(c))
+			return n, func(i int) error {
+				m := rs.NewMutex(rkey("lu-redsync", i), redsync.WithExpiry(ttl), redsync.WithTries(1))
+				if err := m.LockContext(ctx); err != nil {
+					return err
+				}
+				ok, err := m.UnlockContext(ctx)
+				if err == nil && !ok {
+					err = errors.New("redsync: unlock failed")
+				}
 				return err
 			}
-			return lease.Complete(ctx, rec, retention)
-		})
-	})
-	b.Run("oncecron-release", func(b *testing.B) {
-		c, n := redisClient(b)
-		l := redisLocker(b, c)
-		lockUnlock(b, n, func(i int) error {
-			lease, err := l.Claim(ctx, tick("lu-release", i), ttl)
-			if err != nil {
-				return err
+		}},
+		{"bsm-redislock", func(b *testing.B) (*counter, func(int) error) {
+			c, n := redisClient(b)
+			bl := bsm.New(c)
+			return n, func(i int) error {
+				lock, err := bl.Obtain(ctx, rkey("lu-bsm", i), ttl, nil)
+				if err != nil {
+					return err
+				}
+				return lock.Release(ctx)
 			}
-			return lease.Release(ctx)
-		})
-	})
-	b.Run("redsync", func(b *testing.B) {
-		c, n := redisClient(b)
-		rs := redsync.New(redsyncgoredis.NewPool(c))
-		lockUnlock(b, n, func(i int) error {
-			m := rs.NewMutex(rkey("lu-redsync", i), redsync.WithExpiry(ttl), redsync.WithTries(1))
-			if err := m.LockContext(ctx); err != nil {
-				return err
-			}
-			ok, err := m.UnlockContext(ctx)
-			if err == nil && !ok {
-				err = errors.New("redsync: unlock failed")
-			}
-			return err
-		})
-	})
-	b.Run("bsm-redislock", func(b *testing.B) {
-		c, n := redisClient(b)
-		bl := bsm.New(c)
-		lockUnlock(b, n, func(i int) error {
-			lock, err := bl.Obtain(ctx, rkey("lu-bsm", i), ttl, nil)
-			if err != nil {
-				return err
-			}
-			return lock.Release(ctx)
-		})
-	})
+		}},
+	}
 }
+
+// BenchmarkRedisLockUnlock: each contender's lock + unlock of a fresh key, one
+// contender after another (see BenchmarkRedisInterleaved for the ratios).
+func BenchmarkRedisLockUnlock(b *testing.B) { lockUnlockEach(b, redisLockUnlock()) }
+
+// BenchmarkRedisInterleaved: the same operations taking turns (see interleave).
+func BenchmarkRedisInterleaved(b *testing.B) { interleave(b, redisLockUnlock()) }
 
 // BenchmarkRedisRace: per round, 8 clients race for one fresh key; ns/op is the
 // round including the winner's unlock (oncecron: Complete).

@@ -127,25 +127,15 @@ func zkLocker(b *testing.B) (*locking.Locker, *counter) {
 	return l, n
 }
 
-func BenchmarkZKLockUnlock(b *testing.B) {
+// zkLockUnlock is the lock + unlock of each ZooKeeper contender.
+func zkLockUnlock() []lockContender {
 	ctx := context.Background()
 	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
-	b.Run("raw", func(b *testing.B) {
-		c, n := zkConn(b)
-		dir := zkDir(b, c, zkRoot("lu-raw"))
-		lockUnlock(b, n, func(i int) error {
-			p := fmt.Sprintf("%s/%d", dir, i)
-			if _, err := c.Create(p, []byte(locking.NewOwner()), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
-				return err
-			}
-			return c.Delete(p, -1)
-		})
-	})
-	oncecron := func(complete bool) func(b *testing.B) {
-		return func(b *testing.B) {
+	oncecron := func(complete bool) func(b *testing.B) (*counter, func(int) error) {
+		scope := map[bool]string{true: "lu-complete", false: "lu-release"}[complete]
+		return func(b *testing.B) (*counter, func(int) error) {
 			l, n := zkLocker(b)
-			scope := map[bool]string{true: "lu-complete", false: "lu-release"}[complete]
-			lockUnlock(b, n, func(i int) error {
+			return n, func(i int) error {
 				lease, err := l.Claim(ctx, tick(scope, i), ttl)
 				if err != nil {
 					return err
@@ -154,24 +144,44 @@ func BenchmarkZKLockUnlock(b *testing.B) {
 					return lease.Complete(ctx, rec, retention)
 				}
 				return lease.Release(ctx)
-			})
+			}
 		}
 	}
-	b.Run("oncecron-complete", oncecron(true))
-	b.Run("oncecron-release", oncecron(false))
-	b.Run("zk-lock", func(b *testing.B) {
-		c, n := zkConn(b)
-		path := zkDir(b, c, zkRoot("lu-zklock"))
-		acl := zk.WorldACL(zk.PermAll)
-		lockUnlock(b, n, func(int) error {
-			l := zk.NewLock(c, path, acl)
-			if err := l.Lock(); err != nil {
-				return err
+	return []lockContender{
+		{"raw", func(b *testing.B) (*counter, func(int) error) {
+			c, n := zkConn(b)
+			dir := zkDir(b, c, zkRoot("lu-raw"))
+			return n, func(i int) error {
+				p := fmt.Sprintf("%s/%d", dir, i)
+				if _, err := c.Create(p, []byte(locking.NewOwner()), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+					return err
+				}
+				return c.Delete(p, -1)
 			}
-			return l.Unlock()
-		})
-	})
+		}},
+		{"oncecron-complete", oncecron(true)},
+		{"oncecron-release", oncecron(false)},
+		{"zk-lock", func(b *testing.B) (*counter, func(int) error) {
+			c, n := zkConn(b)
+			path := zkDir(b, c, zkRoot("lu-zklock"))
+			acl := zk.WorldACL(zk.PermAll)
+			return n, func(int) error {
+				l := zk.NewLock(c, path, acl)
+				if err := l.Lock(); err != nil {
+					return err
+				}
+				return l.Unlock()
+			}
+		}},
+	}
 }
+
+// BenchmarkZKLockUnlock: each contender's lock + unlock of a fresh key, one
+// contender after another (see BenchmarkZKInterleaved for the ratios).
+func BenchmarkZKLockUnlock(b *testing.B) { lockUnlockEach(b, zkLockUnlock()) }
+
+// BenchmarkZKInterleaved: the same operations taking turns (see interleave).
+func BenchmarkZKInterleaved(b *testing.B) { interleave(b, zkLockUnlock()) }
 
 // BenchmarkZKRace: per round, 8 sessions race for one fresh key; ns/op is the
 // round including the winner's unlock (oncecron: Complete). zk-lock has no
