@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,74 +72,111 @@ func (c proxyCut) Heal() { c.p.Unblackhole() }
 // TestTakeoverOnEveryBackend: the runner of a tick is cut off from the backend
 // in the middle of its run. Its job is cancelled with ErrLost; a replica started
 // afterwards finds the tick held, waits, and takes it over with a higher token
-// and attempt 2; the lost run is recorded once the runner reaches the backend
-// again.
+// and attempt 2 (with on_holder_loss: abandon it finds the runner's started
+// marker and records the tick abandoned instead of running it); the lost run is
+// recorded once the runner reaches the backend again.
 func TestTakeoverOnEveryBackend(t *testing.T) {
 	for _, rb := range realBackends() {
-		t.Run(rb.name, func(t *testing.T) {
-			t.Parallel()
-			addr, ns := rb.addr(t), randomNamespace()
-			proxy := testenv.NewProxy(t, addr)
-			var cut locktest.Fault = proxyCut{proxy}
-			var mu sync.Mutex
-			var runs []jobs.Run
-			var causes []error
-			js := []scheduler.Job{{
-				// One tick, 5s ago, within the starting deadline; the next in an hour.
-				Name: "takeover", Schedule: anchored(t, "@every 1h", time.Now().Add(-5*time.Second)), StartingDeadline: 40 * time.Second,
-				Func: func(ctx context.Context, r jobs.Run) error {
-					mu.Lock()
-					runs = append(runs, r)
-					mu.Unlock()
-					if r.Replica == "a" {
-						cut.Cut()
-						<-ctx.Done()
-						mu.Lock()
-						causes = append(causes, context.Cause(ctx))
-						mu.Unlock()
-						return ctx.Err()
-					}
-					return nil
-				},
-			}}
-			// a starts first and catches up the current hour's tick alone.
-			ba := rb.dial(t, proxy.Addr(), ns)
-			t.Cleanup(func() { _ = ba.Close() })
-			stopA := start(t, newScheduler(t, newLocker(t, ba, rb.ttl), "a", rb.ttl, js, nil))
-			waitFor(t, 20*time.Second, "a's run", func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) == 1 })
-			bb := rb.dial(t, addr, ns)
-			t.Cleanup(func() { _ = bb.Close() })
-			stopB := start(t, newScheduler(t, newLocker(t, bb, rb.ttl), "b", rb.ttl, js, nil))
-			waitFor(t, 30*time.Second, "b's takeover", func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) == 2 })
-			cut.Heal()
-			mu.Lock()
-			a, b := runs[0], runs[1]
-			if len(causes) != 1 || !errors.Is(causes[0], locking.ErrLost) {
-				t.Errorf("a's job ended with %v, want ErrLost", causes)
-			}
-			mu.Unlock()
-			if b.Replica != "b" || !b.Scheduled.Equal(a.Scheduled) || b.Token <= a.Token || b.Attempt != 2 {
-				t.Errorf("takeover %+v after %+v: want b, the same tick, a higher token, attempt 2", b, a)
-			}
-			l := newLocker(t, bb, rb.ttl)
-			waitFor(t, 30*time.Second, "the lost and the succeeded records", func() bool {
-				recs, err := l.Records(context.Background(), "takeover", 10)
-				if err != nil {
-					return false
-				}
-				got := map[locking.Outcome]int{}
-				for _, r := range recs {
-					got[r.Outcome]++
-				}
-				if got[locking.OutcomeLost] == 1 && got[locking.OutcomeSucceeded] == 1 && got[scheduler.OutcomeTakeover] == 1 {
-					return true
-				}
-				t.Logf("records so far: %v", got)
-				return false
+		for _, loss := range []struct {
+			name string
+			h    scheduler.HolderLoss
+		}{{"retry", scheduler.HolderLossRetry}, {"abandon", scheduler.HolderLossAbandon}} {
+			t.Run(rb.name+"/"+loss.name, func(t *testing.T) {
+				t.Parallel()
+				testTakeover(t, rb, loss.h)
 			})
-			stopB()
-			stopA()
-		})
+		}
+	}
+}
+
+func testTakeover(t *testing.T, rb realBackend, loss scheduler.HolderLoss) {
+	addr, ns := rb.addr(t), randomNamespace()
+	proxy := testenv.NewProxy(t, addr)
+	var cut locktest.Fault = proxyCut{proxy}
+	var mu sync.Mutex
+	var runs []jobs.Run
+	var causes []error
+	abandon := loss == scheduler.HolderLossAbandon
+	js := []scheduler.Job{{
+		// One tick, 5s ago, within the starting deadline; the next in an hour.
+		Name: "takeover", Schedule: anchored(t, "@every 1h", time.Now().Add(-5*time.Second)), StartingDeadline: 40 * time.Second,
+		OnHolderLoss: loss,
+		Func: func(ctx context.Context, r jobs.Run) error {
+			mu.Lock()
+			runs = append(runs, r)
+			mu.Unlock()
+			if r.Replica == "a" {
+				cut.Cut()
+				<-ctx.Done()
+				mu.Lock()
+				causes = append(causes, context.Cause(ctx))
+				mu.Unlock()
+				return ctx.Err()
+			}
+			return nil
+		},
+	}}
+	// a starts first and catches up the current hour's tick alone.
+	ba := rb.dial(t, proxy.Addr(), ns)
+	t.Cleanup(func() { _ = ba.Close() })
+	stopA := start(t, newScheduler(t, newLocker(t, ba, rb.ttl), "a", rb.ttl, js, nil))
+	waitFor(t, 20*time.Second, "a's run", func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) == 1 })
+	bb := rb.dial(t, addr, ns)
+	t.Cleanup(func() { _ = bb.Close() })
+	var takeovers atomic.Int32
+	stopB := start(t, newScheduler(t, newLocker(t, bb, rb.ttl), "b", rb.ttl, js, func(e scheduler.Event) {
+		if e.Kind == scheduler.EventTakeover {
+			takeovers.Add(1)
+		}
+	}))
+	waitFor(t, 30*time.Second, "b's takeover", func() bool {
+		if abandon {
+			return takeovers.Load() == 1
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return len(runs) == 2
+	})
+	cut.Heal()
+	mu.Lock()
+	if len(causes) != 1 || !errors.Is(causes[0], locking.ErrLost) {
+		t.Errorf("a's job ended with %v, want ErrLost", causes)
+	}
+	if abandon {
+		if len(runs) != 1 {
+			t.Errorf("runs %+v: with on_holder_loss abandon the tick must not run again", runs)
+		}
+	} else if a, b := runs[0], runs[1]; b.Replica != "b" || !b.Scheduled.Equal(a.Scheduled) || b.Token <= a.Token || b.Attempt != 2 {
+		t.Errorf("takeover %+v after %+v: want b, the same tick, a higher token, attempt 2", b, a)
+	}
+	mu.Unlock()
+	ended := locking.OutcomeSucceeded
+	if abandon {
+		ended = locking.OutcomeAbandoned
+	}
+	l := newLocker(t, bb, rb.ttl)
+	waitFor(t, 30*time.Second, "the lost and the "+string(ended)+" records", func() bool {
+		recs, err := l.Records(context.Background(), "takeover", 10)
+		if err != nil {
+			return false
+		}
+		got := map[locking.Outcome]int{}
+		for _, r := range recs {
+			got[r.Outcome]++
+		}
+		if got[locking.OutcomeLost] == 1 && got[ended] == 1 && got[scheduler.OutcomeTakeover] == 1 &&
+			(got[scheduler.OutcomeStarted] == 1) == abandon {
+			return true
+		}
+		t.Logf("records so far: %v", got)
+		return false
+	})
+	stopB()
+	stopA()
+	mu.Lock()
+	defer mu.Unlock()
+	if abandon && len(runs) != 1 {
+		t.Errorf("runs %+v: with on_holder_loss abandon the tick must not run again", runs)
 	}
 }
 
