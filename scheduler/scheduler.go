@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,8 @@ type Scheduler struct {
 	stopJobs context.CancelCauseFunc
 	status   status // what Jobs and Readiness report (status.go)
 	lag      lagMeter
+	wavesMu  sync.Mutex
+	waves    []*wave // waves whose runs may not all have started (see claimAfterStarts)
 }
 
 // New returns a Scheduler for o.
@@ -360,6 +363,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 			n++
 			continue
 		}
+		// Not delayed by claimAfterStarts: the catch-up's claims come first.
 		s.spawn(func() {
 			select {
 			case <-t.after:
@@ -369,19 +373,40 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		})
 	}
 	batch = batch[:n]
+	// Ticks that start now first, then those claimed ahead of their instant,
+	// so that no chunk mixes the two (see claimAfterStarts).
+	slices.SortStableFunc(batch, func(a, b *tick) int {
+		return cmpBool(a.at.After(now), b.at.After(now))
+	})
 	if len(batch) <= 1 || !s.locker.Batches() {
 		for _, t := range batch {
-			s.spawn(func() { s.start(ctx, t, s.claimTick(ctx, t)) })
+			s.spawn(func() {
+				s.claimAfterStarts(ctx, t.at, now)
+				s.start(ctx, t, s.claimTick(ctx, t))
+			})
 		}
 		return
 	}
 	// Chunks of batchSize, claimed concurrently: a few round trips in all, and
 	// each run may start as soon as its own chunk is claimed.
-	for lo := 0; lo < len(batch); lo += batchSize {
-		chunk := batch[lo:min(lo+batchSize, len(batch))]
+	ahead := sort.Search(len(batch), func(i int) bool { return batch[i].at.After(now) })
+	for lo := 0; lo < len(batch); {
+		hi := min(lo+batchSize, len(batch))
+		if lo < ahead {
+			hi = min(hi, ahead)
+		}
+		chunk := batch[lo:hi]
+		lo = hi
 		s.runs.Add(1)
 		go func() {
 			defer s.runs.Done()
+			first := chunk[0].at
+			for _, t := range chunk[1:] {
+				if t.at.Before(first) {
+					first = t.at
+				}
+			}
+			s.claimAfterStarts(ctx, first, now)
 			keys := make([]locking.Key, len(chunk))
 			for i, t := range chunk {
 				keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
@@ -396,6 +421,53 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 				s.spawn(func() { s.start(ctx, t, first) })
 			}
 		}()
+	}
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// claimAfterStarts waits, before claims ahead of their ticks' instant at are
+// sent at now, until the runs of every wave whose instant has come (by now)
+// have started (at most each wave's bound, maxStartWait, after its gate
+// opened). With a lead as long as the interval between a job's ticks (a slow
+// backend's lead grows to a tenth of the TTL: a second with a 10 s TTL), the
+// claims of the next tick of a thousand jobs went out at the very instant
+// their current runs started, and on ZooKeeper those starts came 10 to 50 ms
+// late. Claims of ticks that start no later than a wave do not wait for it:
+// the wave may be waiting for them.
+func (s *Scheduler) claimAfterStarts(ctx context.Context, at, now time.Time) {
+	s.wavesMu.Lock()
+	var wait []*wave
+	keep := s.waves[:0]
+	for _, w := range s.waves {
+		select {
+		case <-w.started:
+			continue // its runs started: forget it
+		default:
+		}
+		keep = append(keep, w)
+		if !w.at.After(now) && w.at.Before(at) {
+			wait = append(wait, w)
+		}
+	}
+	clear(s.waves[len(keep):])
+	s.waves = keep
+	s.wavesMu.Unlock()
+	for _, w := range wait {
+		select {
+		case <-w.started:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -440,12 +512,15 @@ const batchSize = 64
 // EventFired for those of its ticks whose handling did not wait for the
 // instant (lost or done ahead of it).
 func (s *Scheduler) gate(ctx context.Context, at, now time.Time, ticks []*tick) {
-	w := &wave{gate: make(chan struct{}), started: make(chan struct{})}
+	w := &wave{at: at, gate: make(chan struct{}), started: make(chan struct{})}
 	w.waiting.Store(int64(len(ticks)))
 	for _, t := range ticks {
 		t.wave = w
 	}
 	ticks = slices.Clone(ticks)
+	s.wavesMu.Lock()
+	s.waves = append(s.waves, w)
+	s.wavesMu.Unlock()
 	bound := min(maxStartWait, s.o.TTL/10)
 	wait := at.Sub(now)
 	s.spawn(func() {
@@ -487,6 +562,7 @@ const maxStartWait = 50 * time.Millisecond
 // instant the starts come first, and a start that had to wait for a lock (or
 // for its claim's answer) does not queue behind a thousand completions.
 type wave struct {
+	at        time.Time     // the instant
 	gate      chan struct{} // closed at the instant, or at shutdown before it
 	cancelled bool          // shut down before the instant; set before gate is closed
 	started   chan struct{} // closed once its ticks have started

@@ -1573,3 +1573,98 @@ func TestAbandonOnHolderLoss(t *testing.T) {
 		})
 	}
 }
+
+// slowClaims is a memory backend whose claims take a while to answer, per job.
+type slowClaims struct {
+	*memlock.Backend
+	delay map[string]time.Duration // by job (scope)
+	mu    sync.Mutex
+	at    map[locking.Key]time.Time // when each key's first claim arrived
+}
+
+func (c *slowClaims) arrive(key locking.Key) {
+	c.mu.Lock()
+	if _, ok := c.at[key]; !ok {
+		c.at[key] = time.Now()
+	}
+	c.mu.Unlock()
+	time.Sleep(c.delay[key.Scope])
+}
+
+func (c *slowClaims) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
+	c.arrive(key)
+	return c.Backend.Claim(ctx, key, owner, ttl)
+}
+
+func (c *slowClaims) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) []locking.ClaimResult {
+	for _, r := range reqs {
+		c.arrive(r.Key)
+	}
+	return c.Backend.ClaimBatch(ctx, reqs)
+}
+
+// TestClaimsAheadWaitForTheWaveToStart: when the backend answers slowly the
+// claims go a whole tick interval ahead (a tenth of the TTL), so the claims of
+// a job's next tick would go out at the instant its current tick starts; they
+// wait until every run of that instant started. Here a buffer_one tick of the
+// same instant, claimed at the instant, starts 20 ms late (its claim takes
+// that long), and the allow job's claims of its next tick come no sooner.
+func TestClaimsAheadWaitForTheWaveToStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &slowClaims{Backend: memlock.New(), at: map[locking.Key]time.Time{},
+			delay: map[string]time.Duration{"allow": 600 * time.Millisecond, "buffer": 20 * time.Millisecond}}
+		var mu sync.Mutex
+		started := map[locking.Key]time.Time{}
+		var js []scheduler.Job
+		for _, name := range []string{"allow", "buffer"} {
+			overlap := scheduler.OverlapAllow
+			if name == "buffer" {
+				overlap = scheduler.OverlapBufferOne
+			}
+			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "* * * * * *"), Overlap: overlap,
+				Func: func(ctx context.Context, r jobs.Run) error {
+					mu.Lock()
+					started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
+					mu.Unlock()
+					return nil
+				}})
+		}
+		time.Sleep(time.Second)
+		ttl := 10 * time.Second
+		s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, ttl), Replica: "r1", TTL: ttl,
+			Logger: zaptest.NewLogger(t), SkipCatchUp: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, s)
+		time.Sleep(8 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		atInstant := 0 // claims of the next tick sent in the second its tick started
+		for key, at := range b.at {
+			tick, err := time.Parse(time.RFC3339, key.Name)
+			if key.Scope != "allow" || err != nil {
+				continue
+			}
+			prev := tick.Add(-time.Second)
+			if at.Sub(prev) >= 100*time.Millisecond {
+				continue // not a whole interval ahead (yet: the lag builds up)
+			}
+			atInstant++
+			bufferStart, ok := started[locking.Key{Scope: "buffer", Name: scheduler.TickName(prev)}]
+			if !ok {
+				t.Errorf("the buffer tick at %v did not run", prev)
+				continue
+			}
+			if at.Before(bufferStart) {
+				t.Errorf("the claim of %s came %v after the instant before it, before every run of that instant started (%v after it)",
+					key, at.Sub(prev), bufferStart.Sub(prev))
+			}
+		}
+		if atInstant < 3 {
+			t.Errorf("%d claims went a whole interval ahead, want several (claims: %v)", atInstant, b.at)
+		}
+	})
+}
