@@ -127,6 +127,8 @@ trap 'exit 143' TERM
 oc_install_deps
 oc_build_etcd
 OC_STATE=$(cd "$(mktemp -d "${TMPDIR:-/tmp}/oncecron-bench.XXXXXX")" && pwd -P)
+# ZooKeeper as zkServer.sh runs it, not the tests' fast-starting JVM (see lib.sh).
+OC_ZK_JVM_OPTS=-Xmx1000m
 oc_start_all
 # shellcheck source=/dev/null
 source "$OC_STATE/env"
@@ -161,7 +163,7 @@ machine() {
 	echo "go:        $(go version)"
 	echo "redis:     $("$OC_REDIS_SERVER" --version) (appendonly yes, appendfsync always)"
 	echo "etcd:      ${etcd_v:-unknown} (tools/etcd-test-server, embedded, one member)"
-	echo "zookeeper: $(zk_version) (standalone, $("$OC_JAVA" -version 2>&1 | head -n1))"
+	echo "zookeeper: $(zk_version) (standalone, $("$OC_JAVA" -version 2>&1 | head -n1), JVM options $OC_ZK_JVM_OPTS)"
 	echo "git:       $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
 	local cmd="go test -run '^\$' -bench '$bench' -benchmem -benchtime $benchtime -count 1"
 	if ((${#pkgs[@]} == 0)); then

@@ -241,12 +241,19 @@ admin.enableServer=false
 EOF
 }
 
+# OC_ZK_JVM_OPTS: the JVM options of the ZooKeeper server. The default starts
+# fast and small for tests (the first compiler tier only, a 256 MB heap, the
+# serial collector); scripts/bench.sh runs it as zkServer.sh does (its 1 GB
+# heap, the JVM's own compiler tiers and collector).
+OC_ZK_JVM_OPTS=${OC_ZK_JVM_OPTS:--Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}
+
 oc_start_zookeeper() {
 	local dir=$OC_STATE/zookeeper port pid
 	oc_free_port port
 	mkdir -p "$dir/data"
 	oc_write_zk_conf "$dir" "$port"
-	(cd "$dir" && exec "$OC_JAVA" -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+	# shellcheck disable=SC2086 # OC_ZK_JVM_OPTS is a list of options
+	(cd "$dir" && exec "$OC_JAVA" $OC_ZK_JVM_OPTS \
 		-Djava.net.preferIPv4Stack=true -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
 		-Dorg.slf4j.simpleLogger.showDateTime=true \
 		-Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*' \
