@@ -29,7 +29,8 @@
 #   -precision      fire precision, 1,000 jobs every second: robfig/cron alone,
 #                   gocron v2 on 3 schedulers with a Redis locker, oncecron with
 #                   3 replicas on memory, Redis, etcd and ZooKeeper, 3 rounds
-#                   interleaved (go -C bench run ./cmd/firebench precision; about 2.5 min)
+#                   interleaved, after one unmeasured run of each contender that uses a
+#                   server (go -C bench run ./cmd/firebench precision; about 3.5 min)
 #   -jobs N         jobs of -precision (default 1000, or $ONCECRON_BENCH_JOBS)
 #   -skew D         clock offsets between the replicas of -precision: -D, 0, +D (default 0)
 #   -scale          the same for oncecron only, per backend, at each rate of

@@ -231,6 +231,8 @@ func precision(ctx context.Context, args []string) int {
 		"contenders, comma-separated")
 	skew := fs.Duration("skew", 0, "clock offsets between the replicas of gocron and oncecron: with 3, -skew, 0 and +skew")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every contender) to this file")
+	prime := fs.Bool("prime", true, "before the rounds, run each contender that uses a server once, unmeasured: the servers' "+
+		"caches and the ZooKeeper JVM's compiler warm up, as on a server that has been running")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -278,6 +280,16 @@ func precision(ctx context.Context, args []string) int {
 			return 2
 		}
 		defer stopProfile()
+	}
+	if *prime {
+		for i, c := range cs {
+			if names[i] == "robfig-cron" || strings.HasPrefix(names[i], "oncecron-memory") {
+				continue // no server
+			}
+			res := run(ctx, c, *n, o, 0, *skew)
+			fmt.Fprintf(os.Stderr, "firebench: primed with %s (not measured): p99 %s, err %v\n", c.name, ms(res.p99), res.err)
+			pause(ctx)
+		}
 	}
 	var all []result
 	failed := false
