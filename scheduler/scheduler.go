@@ -446,21 +446,13 @@ func cmpBool(a, b bool) int {
 // the wave may be waiting for them.
 func (s *Scheduler) claimAfterStarts(ctx context.Context, at, now time.Time) {
 	s.wavesMu.Lock()
+	s.pruneWaves()
 	var wait []*wave
-	keep := s.waves[:0]
 	for _, w := range s.waves {
-		select {
-		case <-w.started:
-			continue // its runs started: forget it
-		default:
-		}
-		keep = append(keep, w)
 		if !w.at.After(now) && w.at.Before(at) {
 			wait = append(wait, w)
 		}
 	}
-	clear(s.waves[len(keep):])
-	s.waves = keep
 	s.wavesMu.Unlock()
 	for _, w := range wait {
 		select {
@@ -469,6 +461,21 @@ func (s *Scheduler) claimAfterStarts(ctx context.Context, at, now time.Time) {
 			return
 		}
 	}
+}
+
+// pruneWaves forgets the waves whose runs have all started; the caller holds
+// wavesMu.
+func (s *Scheduler) pruneWaves() {
+	keep := s.waves[:0]
+	for _, w := range s.waves {
+		select {
+		case <-w.started:
+		default:
+			keep = append(keep, w)
+		}
+	}
+	clear(s.waves[len(keep):])
+	s.waves = keep
 }
 
 // claimRunning claims, in one batch, the running keys of the ticks of chunk
@@ -519,6 +526,7 @@ func (s *Scheduler) gate(ctx context.Context, at, now time.Time, ticks []*tick) 
 	}
 	ticks = slices.Clone(ticks)
 	s.wavesMu.Lock()
+	s.pruneWaves()
 	s.waves = append(s.waves, w)
 	s.wavesMu.Unlock()
 	bound := min(maxStartWait, s.o.TTL/10)
