@@ -39,12 +39,12 @@ type Lease struct {
 	deadline time.Time
 	err      error // nil while held
 
-	// The watchdog runs on the clock's timers: a renewal every ttl/3 and,
-	// whenever the deadline could pass before a renewal ends it, a guard at
-	// the local deadline, each a callback, so that a held lease costs no
-	// goroutine between renewals (a replica may hold thousands at once).
-	// Leases of short runs end before their first renewal: they cost one
-	// timer, and no watch context.
+	// The watchdog runs on the Locker's timers (one clock timer for all its
+	// leases: see timerSet): a renewal every ttl/3 and, whenever the deadline
+	// could pass before a renewal ends it, a guard at the local deadline, each
+	// a callback, so that a held lease costs no goroutine between renewals (a
+	// replica may hold thousands at once). Leases of short runs end before
+	// their first renewal: they cost a heap entry, and no watch context.
 	wmu       sync.Mutex
 	stopped   bool
 	wctx      context.Context    // made by the first renewal (watchContext)
