@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	mrand "math/rand/v2"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/oncecron/oncecron/locking"
 )
 
 // Every benchmark here is a set of sub-benchmarks, one per contender, in one
@@ -141,6 +144,27 @@ func lockUnlock(b *testing.B, c *counter, op func(i int) error) {
 type lockContender struct {
 	name  string
 	setup func(b *testing.B) (*counter, func(i int) error)
+}
+
+// oncecronLockUnlock is oncecron's lock + unlock on the Locker that locker
+// makes: Claim, then Complete (complete) or Release.
+func oncecronLockUnlock(complete bool, locker func(b *testing.B) (*locking.Locker, *counter)) func(b *testing.B) (*counter, func(int) error) {
+	ctx := context.Background()
+	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
+	scope := map[bool]string{true: "lu-complete", false: "lu-release"}[complete]
+	return func(b *testing.B) (*counter, func(int) error) {
+		l, n := locker(b)
+		return n, func(i int) error {
+			lease, err := l.Claim(ctx, tick(scope, i), ttl)
+			if err != nil {
+				return err
+			}
+			if complete {
+				return lease.Complete(ctx, rec, retention)
+			}
+			return lease.Release(ctx)
+		}
+	}
 }
 
 // lockUnlockEach runs each contender as a sub-benchmark of its own, one after

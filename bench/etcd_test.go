@@ -109,23 +109,9 @@ func ekey(contender string, i int) string { return fmt.Sprintf("/%s/%s/%d", runI
 // etcdLockUnlock is the lock + unlock of each etcd contender.
 func etcdLockUnlock() []lockContender {
 	ctx := context.Background()
-	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
-	oncecron := func(complete bool) func(b *testing.B) (*counter, func(int) error) {
-		scope := map[bool]string{true: "lu-complete", false: "lu-release"}[complete]
-		return func(b *testing.B) (*counter, func(int) error) {
-			cli, n := etcdClient(b)
-			l := etcdLocker(b, cli)
-			return n, func(i int) error {
-				lease, err := l.Claim(ctx, tick(scope, i), ttl)
-				if err != nil {
-					return err
-				}
-				if complete {
-					return lease.Complete(ctx, rec, retention)
-				}
-				return lease.Release(ctx)
-			}
-		}
+	locker := func(b *testing.B) (*locking.Locker, *counter) {
+		cli, n := etcdClient(b)
+		return etcdLocker(b, cli), n
 	}
 	return []lockContender{
 		{"raw", func(b *testing.B) (*counter, func(int) error) {
@@ -141,8 +127,8 @@ func etcdLockUnlock() []lockContender {
 				return err
 			}
 		}},
-		{"oncecron-complete", oncecron(true)},
-		{"oncecron-release", oncecron(false)},
+		{"oncecron-complete", oncecronLockUnlock(true, locker)},
+		{"oncecron-release", oncecronLockUnlock(false, locker)},
 		{"concurrency-mutex", func(b *testing.B) (*counter, func(int) error) {
 			cli, n := etcdClient(b)
 			s := etcdSession(b, cli)

@@ -126,7 +126,10 @@ var errLost = errors.New("lost an uncontended lock")
 // redisLockUnlock is the lock + unlock of each Redis contender.
 func redisLockUnlock() []lockContender {
 	ctx := context.Background()
-	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
+	locker := func(b *testing.B) (*locking.Locker, *counter) {
+		c, n := redisClient(b)
+		return redisLocker(b, c), n
+	}
 	return []lockContender{
 		{"raw", func(b *testing.B) (*counter, func(int) error) {
 			c, n := redisClient(b)
@@ -139,28 +142,8 @@ func redisLockUnlock() []lockContender {
 				return rawRelease(ctx, c, k, val)
 			}
 		}},
-		{"oncecron-complete", func(b *testing.B) (*counter, func(int) error) {
-			c, n := redisClient(b)
-			l := redisLocker(b, c)
-			return n, func(i int) error {
-				lease, err := l.Claim(ctx, tick("lu-complete", i), ttl)
-				if err != nil {
-					return err
-				}
-				return lease.Complete(ctx, rec, retention)
-			}
-		}},
-		{"oncecron-release", func(b *testing.B) (*counter, func(int) error) {
-			c, n := redisClient(b)
-			l := redisLocker(b, c)
-			return n, func(i int) error {
-				lease, err := l.Claim(ctx, tick("lu-release", i), ttl)
-				if err != nil {
-					return err
-				}
-				return lease.Release(ctx)
-			}
-		}},
+		{"oncecron-complete", oncecronLockUnlock(true, locker)},
+		{"oncecron-release", oncecronLockUnlock(false, locker)},
 		{"redsync", func(b *testing.B) (*counter, func(int) error) {
 			c, n := redisClient(b)
 			rs := redsync.New(redsyncgoredis.NewPool(c))

@@ -129,24 +129,6 @@ func zkLocker(b *testing.B) (*locking.Locker, *counter) {
 
 // zkLockUnlock is the lock + unlock of each ZooKeeper contender.
 func zkLockUnlock() []lockContender {
-	ctx := context.Background()
-	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
-	oncecron := func(complete bool) func(b *testing.B) (*counter, func(int) error) {
-		scope := map[bool]string{true: "lu-complete", false: "lu-release"}[complete]
-		return func(b *testing.B) (*counter, func(int) error) {
-			l, n := zkLocker(b)
-			return n, func(i int) error {
-				lease, err := l.Claim(ctx, tick(scope, i), ttl)
-				if err != nil {
-					return err
-				}
-				if complete {
-					return lease.Complete(ctx, rec, retention)
-				}
-				return lease.Release(ctx)
-			}
-		}
-	}
 	return []lockContender{
 		{"raw", func(b *testing.B) (*counter, func(int) error) {
 			c, n := zkConn(b)
@@ -159,8 +141,8 @@ func zkLockUnlock() []lockContender {
 				return c.Delete(p, -1)
 			}
 		}},
-		{"oncecron-complete", oncecron(true)},
-		{"oncecron-release", oncecron(false)},
+		{"oncecron-complete", oncecronLockUnlock(true, zkLocker)},
+		{"oncecron-release", oncecronLockUnlock(false, zkLocker)},
 		{"zk-lock", func(b *testing.B) (*counter, func(int) error) {
 			c, n := zkConn(b)
 			path := zkDir(b, c, zkRoot("lu-zklock"))

@@ -1029,22 +1029,25 @@ func TestStalledReplicaCatchesUpInOrder(t *testing.T) {
 	})
 }
 
-// claimTimes notes when each claim reached the backend.
+// claimTimes notes when each key's first claim reached the backend, and
+// answers the claims of the jobs in delay that much later.
 type claimTimes struct {
 	*memlock.Backend
-	mu sync.Mutex
-	at map[locking.Key]time.Time
+	delay map[string]time.Duration // how long claims take to answer, by job (scope)
+	mu    sync.Mutex
+	at    map[locking.Key]time.Time
 }
 
 func (c *claimTimes) note(key locking.Key) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.at == nil {
 		c.at = map[locking.Key]time.Time{}
 	}
 	if _, ok := c.at[key]; !ok {
 		c.at[key] = time.Now()
 	}
+	c.mu.Unlock()
+	time.Sleep(c.delay[key.Scope])
 }
 
 func (c *claimTimes) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
@@ -1574,35 +1577,6 @@ func TestAbandonOnHolderLoss(t *testing.T) {
 	}
 }
 
-// slowClaims is a memory backend whose claims take a while to answer, per job.
-type slowClaims struct {
-	*memlock.Backend
-	delay map[string]time.Duration // by job (scope)
-	mu    sync.Mutex
-	at    map[locking.Key]time.Time // when each key's first claim arrived
-}
-
-func (c *slowClaims) arrive(key locking.Key) {
-	c.mu.Lock()
-	if _, ok := c.at[key]; !ok {
-		c.at[key] = time.Now()
-	}
-	c.mu.Unlock()
-	time.Sleep(c.delay[key.Scope])
-}
-
-func (c *slowClaims) Claim(ctx context.Context, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
-	c.arrive(key)
-	return c.Backend.Claim(ctx, key, owner, ttl)
-}
-
-func (c *slowClaims) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest) []locking.ClaimResult {
-	for _, r := range reqs {
-		c.arrive(r.Key)
-	}
-	return c.Backend.ClaimBatch(ctx, reqs)
-}
-
 // TestClaimsAheadWaitForTheWaveToStart: when the backend answers slowly the
 // claims go a whole tick interval ahead (a tenth of the TTL), so the claims of
 // a job's next tick would go out at the instant its current tick starts; they
@@ -1611,7 +1585,7 @@ func (c *slowClaims) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest
 // that long), and the allow job's claims of its next tick come no sooner.
 func TestClaimsAheadWaitForTheWaveToStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := &slowClaims{Backend: memlock.New(), at: map[locking.Key]time.Time{},
+		b := &claimTimes{Backend: memlock.New(),
 			delay: map[string]time.Duration{"allow": 600 * time.Millisecond, "buffer": 20 * time.Millisecond}}
 		var mu sync.Mutex
 		started := map[locking.Key]time.Time{}
