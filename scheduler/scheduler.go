@@ -400,13 +400,7 @@ func (s *Scheduler) fireDue(ctx context.Context, q *tickQueue) {
 		s.runs.Add(1)
 		go func() {
 			defer s.runs.Done()
-			first := chunk[0].at
-			for _, t := range chunk[1:] {
-				if t.at.Before(first) {
-					first = t.at
-				}
-			}
-			s.claimAfterStarts(ctx, first, now)
+			s.claimAfterStarts(ctx, chunk[0].at, now) // all due, or all ahead
 			keys := make([]locking.Key, len(chunk))
 			for i, t := range chunk {
 				keys[i] = locking.Key{Scope: t.job.Name, Name: TickName(t.fire)}
@@ -435,21 +429,24 @@ func cmpBool(a, b bool) int {
 	return -1
 }
 
-// claimAfterStarts waits, before claims ahead of their ticks' instant at are
-// sent at now, until the runs of every wave whose instant has come (by now)
-// have started (at most each wave's bound, maxStartWait, after its gate
-// opened). With a lead as long as the interval between a job's ticks (a slow
-// backend's lead grows to a tenth of the TTL: a second with a 10 s TTL), the
-// claims of the next tick of a thousand jobs went out at the very instant
-// their current runs started, and on ZooKeeper those starts came 10 to 50 ms
-// late. Claims of ticks that start no later than a wave do not wait for it:
-// the wave may be waiting for them.
+// claimAfterStarts waits, before claims sent at now ahead of their ticks'
+// instant at, until the runs of every wave whose instant has come have
+// started (at most each wave's bound, maxStartWait, after its gate opened).
+// With a lead as long as the interval between a job's ticks (a slow backend's
+// lead grows to a tenth of the TTL: a second with a 10 s TTL), the claims of
+// the next tick of a thousand jobs went out at the very instant their current
+// runs started, and on ZooKeeper those starts came 10 to 50 ms late. Claims of
+// ticks that are due (at is not after now) never wait: their runs are due too,
+// and a wave may be waiting for them.
 func (s *Scheduler) claimAfterStarts(ctx context.Context, at, now time.Time) {
+	if !at.After(now) {
+		return
+	}
 	s.wavesMu.Lock()
 	s.pruneWaves()
 	var wait []*wave
 	for _, w := range s.waves {
-		if !w.at.After(now) && w.at.Before(at) {
+		if !w.at.After(now) {
 			wait = append(wait, w)
 		}
 	}
