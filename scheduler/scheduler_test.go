@@ -1062,6 +1062,25 @@ func (c *claimTimes) ClaimBatch(ctx context.Context, reqs []locking.ClaimRequest
 	return c.Backend.ClaimBatch(ctx, reqs)
 }
 
+// namedJobs returns one job per name, on spec, with the overlap policy that
+// overlaps gives it (allow if none); each run calls note and succeeds.
+func namedJobs(t *testing.T, spec string, names []string, overlaps map[string]scheduler.Overlap, note func(jobs.Run)) []scheduler.Job {
+	t.Helper()
+	var js []scheduler.Job
+	for _, name := range names {
+		overlap, ok := overlaps[name]
+		if !ok {
+			overlap = scheduler.OverlapAllow
+		}
+		js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, spec), Overlap: overlap,
+			Func: func(ctx context.Context, r jobs.Run) error {
+				note(r)
+				return nil
+			}})
+	}
+	return js
+}
+
 // noCatchUp returns a replica "r1" that does not catch up ticks missed before
 // it started (the first ticks it claims are then claimed ahead too).
 func noCatchUp(t *testing.T, l *locking.Locker, js []scheduler.Job) *scheduler.Scheduler {
@@ -1083,23 +1102,13 @@ func TestClaimAheadRunAtInstant(t *testing.T) {
 		b := &claimTimes{Backend: memlock.New()}
 		var mu sync.Mutex
 		started := map[locking.Key]time.Time{}
-		var js []scheduler.Job
-		for _, name := range []string{"a", "b", "skip", "buffer"} {
-			overlap := scheduler.OverlapAllow
-			switch name {
-			case "skip":
-				overlap = scheduler.OverlapSkip
-			case "buffer":
-				overlap = scheduler.OverlapBufferOne
-			}
-			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "@every 10s"), Overlap: overlap,
-				Func: func(ctx context.Context, r jobs.Run) error {
-					mu.Lock()
-					started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
-					mu.Unlock()
-					return nil
-				}})
-		}
+		js := namedJobs(t, "@every 10s", []string{"a", "b", "skip", "buffer"},
+			map[string]scheduler.Overlap{"skip": scheduler.OverlapSkip, "buffer": scheduler.OverlapBufferOne},
+			func(r jobs.Run) {
+				mu.Lock()
+				started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
+				mu.Unlock()
+			})
 		type seen struct {
 			at time.Time
 			e  scheduler.Event
@@ -1589,20 +1598,13 @@ func TestClaimsAheadWaitForTheWaveToStart(t *testing.T) {
 			delay: map[string]time.Duration{"allow": 600 * time.Millisecond, "buffer": 20 * time.Millisecond}}
 		var mu sync.Mutex
 		started := map[locking.Key]time.Time{}
-		var js []scheduler.Job
-		for _, name := range []string{"allow", "buffer"} {
-			overlap := scheduler.OverlapAllow
-			if name == "buffer" {
-				overlap = scheduler.OverlapBufferOne
-			}
-			js = append(js, scheduler.Job{Name: name, Schedule: mustSchedule(t, "* * * * * *"), Overlap: overlap,
-				Func: func(ctx context.Context, r jobs.Run) error {
-					mu.Lock()
-					started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
-					mu.Unlock()
-					return nil
-				}})
-		}
+		js := namedJobs(t, "* * * * * *", []string{"allow", "buffer"},
+			map[string]scheduler.Overlap{"buffer": scheduler.OverlapBufferOne},
+			func(r jobs.Run) {
+				mu.Lock()
+				started[locking.Key{Scope: r.Job, Name: scheduler.TickName(r.Scheduled)}] = time.Now()
+				mu.Unlock()
+			})
 		time.Sleep(time.Second)
 		ttl := 10 * time.Second
 		s, err := scheduler.New(scheduler.Options{Jobs: js, Locker: newLocker(t, b, ttl), Replica: "r1", TTL: ttl,
