@@ -70,18 +70,17 @@ func (b *Backend) Acquire(ctx context.Context, key locking.Key, owner string, tt
 
 func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
 	const op = "acquire"
-	lk, dk, wp, wk := b.lockKey(key), b.doneKey(key), b.waitPrefix(key), b.waitKey(key, owner)
+	lk, wp, wk := b.lockKey(key), b.waitPrefix(key), b.waitKey(key, owner)
 
 	// A claim that yields to queued waiters: uncontended, Acquire costs one request.
 	rctx, cancel := b.rpc(ctx)
 	resp, err := b.cli.Txn(rctx).
 		If(
 			clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(dk), "=", 0),
 			clientv3.Compare(clientv3.CreateRevision(wp), "=", 0).WithPrefix(), // nobody queued
 		).
 		Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))).
-		Else(clientv3.OpGet(lk), clientv3.OpGet(dk)).
+		Else(clientv3.OpGet(lk)).
 		Commit()
 	cancel()
 	unknown := false // a claim of ours may have been applied without our knowing
@@ -97,7 +96,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 		unknown = true // the queue's claim transaction settles it
 	case resp.Succeeded:
 		return b.grant(key, owner, resp.Header.Revision, s, ttl), nil
-	case firstKV(resp, 1) != nil:
+	case firstKV(resp, 0) != nil && isDone(firstKV(resp, 0).Value):
 		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 	default:
 		if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == owner {
@@ -115,7 +114,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 		b.mu.Unlock()
 	}()
 
-	g, won, err := b.queue(ctx, s, key, owner, ttl, lk, dk, wp, wk, &unknown)
+	g, won, err := b.queue(ctx, s, key, owner, ttl, lk, wp, wk, &unknown)
 	if won {
 		return g, nil
 	}
@@ -124,7 +123,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 		// of ours been applied unbeknownst to us), within a bounded time even if
 		// ctx has ended.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(b.o.requestTimeout, 2*time.Second))
-		_, rerr := b.releaseTxn(cctx, key, owner)
+		_, rerr := b.cleanupTxn(cctx, key, owner)
 		cancel()
 		if rerr != nil || unknown {
 			b.orphan(key, owner, s, unknown)
@@ -135,7 +134,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 
 // queue puts owner's waiter key in line and waits for its turn; see Acquire.
 func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration,
-	lk, dk, wp, wk string, unknown *bool) (locking.Grant, bool, error) {
+	lk, wp, wk string, unknown *bool) (locking.Grant, bool, error) {
 	const op = "acquire"
 	backoff := newBackoff()
 
@@ -178,21 +177,21 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 		}
 	}
 
-	// Wait for our turn: one transaction per wake-up.
+	// Wait for our turn: one transaction per wake-up. The one that wins the
+	// lock also deletes our waiter key: the next in line then waits for the
+	// lock, and a release or completion has no waiter key to delete.
 	backoff = newBackoff()
 	for {
 		rctx, cancel := b.rpc(ctx)
 		resp, err := b.cli.Txn(rctx).
 			If(
 				clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(dk), "=", 0),
 				clientv3.Compare(clientv3.CreateRevision(wk), "=", myRev),
 				clientv3.Compare(clientv3.CreateRevision(wp), ">", myRev-1).WithPrefix(), // first in line
 			).
-			Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))).
+			Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id)), clientv3.OpDelete(wk)).
 			Else(
 				clientv3.OpGet(lk),
-				clientv3.OpGet(dk),
 				clientv3.OpGet(wk),
 				clientv3.OpGet(wp, append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(myRev-1))...),
 			).
@@ -216,13 +215,13 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 		if resp.Succeeded {
 			return b.grant(key, owner, resp.Header.Revision, s, ttl), true, nil
 		}
-		lock, done, mine, pred := firstKV(resp, 0), firstKV(resp, 1), firstKV(resp, 2), firstKV(resp, 3)
+		lock, mine, pred := firstKV(resp, 0), firstKV(resp, 1), firstKV(resp, 2)
 		var watchKey string
 		switch {
 		case lock != nil && string(lock.Value) == owner:
 			g, err := b.repeated(key, owner, lock, ttl)
 			return g, err == nil, err
-		case done != nil:
+		case lock != nil && isDone(lock.Value):
 			return locking.Grant{}, false, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 		case mine == nil || mine.CreateRevision != myRev:
 			return locking.Grant{}, false, errRequeue
@@ -233,18 +232,20 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 		default:
 			continue // changed between the compares and the reads: impossible in one txn, but harmless
 		}
-		if err := b.waitDelete(ctx, s, watchKey, resp.Header.Revision); err != nil {
+		if err := b.waitChange(ctx, s, watchKey, resp.Header.Revision); err != nil {
 			return locking.Grant{}, false, fmt.Errorf("etcdlock: %s %q: %w", op, key, errors.Join(locking.ErrHeld, err))
 		}
 	}
 }
 
-// waitDelete waits until key is deleted after revision rev, the session is lost,
-// the fallback interval (the session TTL) passes, or ctx ends (its error).
-func (b *Backend) waitDelete(ctx context.Context, s *session, key string, rev int64) error {
+// waitChange waits until key changes after revision rev (a waiter key is
+// deleted; a lock is deleted, or completed, which puts its done value), the
+// session is lost, the fallback interval (the session TTL) passes, or ctx ends
+// (its error).
+func (b *Backend) waitChange(ctx context.Context, s *session, key string, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := b.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithFilterPut())
+	wch := b.cli.Watch(wctx, key, clientv3.WithRev(rev+1))
 	t := b.clock.NewTimer(s.ttl)
 	defer t.Stop()
 	for {

@@ -7,27 +7,34 @@
 // Everything lives under one namespace (default "oncecron"); for a key
 // {Scope, Name} the backend uses
 //
-//	/<ns>/<scope>/lock/<name>          the claim: value = owner id, on a session lease
-//	/<ns>/<scope>/done/<name>          the completion marker: value = owner id, on a retention lease
+//	/<ns>/<scope>/lock/<name>          held: value = owner id, on a session lease;
+//	                                   completed: value = "\x00done\x00" + owner id, on a
+//	                                   retention lease (the done marker)
 //	/<ns>/<scope>/rec/<token>-<name>-<owner>
 //	                                   a history record (JSON), on a history lease
 //	/<ns>/<scope>/wait/<name>/<owner>  a queued Acquire: value = its session lease id (hex)
 //
-// Scope, name and namespace cannot contain '/', so the layout is unambiguous.
+// Scope, name and namespace cannot contain '/', so the layout is unambiguous;
+// an owner id cannot start with a NUL byte, so a done value never equals an
+// owner id. A completed key keeps its lock key, so one compare tells a claim
+// that a key is free: neither held nor done. (Builds before this layout kept
+// the done marker under /<ns>/<scope>/done/<name>; replicas of the two layouts
+// must not share a namespace.)
 //
 // # What exclusion rests on
 //
 // A claim is one transaction:
 //
-//	If(lock.CreateRevision == 0, done.CreateRevision == 0)
+//	If(lock.CreateRevision == 0)
 //	Then(Put lock = owner, on the session lease)
-//	Else(Get lock, Get done)
+//	Else(Get lock)
 //
 // Exclusion rests on etcd's serializable transactions over that key and on the
 // owner id, a fresh 128-bit random value per claim: never on the lease id, so two
 // claims through the same Backend exclude each other. Complete and Release are
 // transactions guarded by the owner (Complete also by the token), so a late call
-// of a former holder never touches a successor's key. An unknown outcome (a
+// of a former holder never touches a successor's key: Release deletes the lock
+// key, Complete turns it into the done marker. An unknown outcome (a
 // timeout after the request was sent) is resolved by reading the owner back; the
 // Locker's cleanup calls Release with just the key and owner, which works.
 //
@@ -87,25 +94,26 @@
 // died re-queues); otherwise the same transaction reports what to wait for (a
 // predecessor, the holder's lock key) or that the key is done (ErrDone). Every
 // watch is bounded by a re-check after the TTL in case a notification is lost.
-// A winner keeps its waiter key until it releases or completes, which delete
-// both keys in one transaction, so the next waiter wakes exactly once, when the
-// key is free. A cancelled Acquire deletes its waiter key.
+// The transaction that wins the key also deletes the winner's waiter key, so
+// releases and completions (of claims and acquisitions alike) touch the lock
+// key alone; the next waiter wakes when the winner wins (and then watches the
+// lock key) and when it lets go. A cancelled Acquire deletes its waiter key.
 //
 // # Wait
 //
 // Wait (locking.Waiter, used by Locker.TakeOver after a lost claim) makes no
 // request: a claim that finds a key held notes its answer's revision, and Wait
-// watches the lock key (deletions) and the done key (puts) from the next
-// revision, on the client's shared watch stream. A done put ends it with
-// ErrDone, a lock deletion (release, or the holder's lease expired) with nil,
+// watches that one lock key from the next revision, on the client's shared
+// watch stream. A put of a done value ends it with ErrDone, a deletion
+// (release, or the holder's lease expired) with nil,
 // and the caller claims again; nothing between the claim and the watch is
 // missed. Waiters are not queued: a takeover is a race among the losers.
 //
 // # Completion and history
 //
-// Complete is one transaction guarded by owner and token that deletes the lock
-// (and waiter) key, puts the done key on a retention lease and puts the history
-// record on a history lease. Retention leases are shared: one per expiry bucket
+// Complete is one transaction guarded by owner and token that puts the done
+// value in the lock key, moving it from the session lease to a retention
+// lease, and puts the history record on a history lease. Retention leases are shared: one per expiry bucket
 // (1/16 of the retention, between 1s and 1min), so a done marker lives for its
 // retention plus at most one bucket, and completing many ticks does not grant a
 // lease each. Records live for max(retention, history retention), where the

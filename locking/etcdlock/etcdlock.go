@@ -523,13 +523,35 @@ func (b *Backend) Close() error {
 
 func (b *Backend) scopePrefix(scope string) string { return b.prefix + scope + "/" }
 func (b *Backend) lockKey(k locking.Key) string    { return b.scopePrefix(k.Scope) + "lock/" + k.Name }
-func (b *Backend) doneKey(k locking.Key) string    { return b.scopePrefix(k.Scope) + "done/" + k.Name }
 func (b *Backend) waitPrefix(k locking.Key) string {
 	return b.scopePrefix(k.Scope) + "wait/" + k.Name + "/"
 }
 func (b *Backend) waitKey(k locking.Key, owner string) string {
 	return b.waitPrefix(k) + owner
 }
+
+// doneMark starts the value a completion leaves in a lock key: doneValue of
+// the owner that completed it, on a retention lease. No owner id starts with
+// it (validOwner), so a done value never equals an owner's.
+const doneMark = "\x00done\x00"
+
+func doneValue(owner string) string { return doneMark + owner }
+
+// isDone reports whether v, a lock key's value, marks its key completed.
+func isDone(v []byte) bool { return strings.HasPrefix(string(v), doneMark) }
+
+// validOwner checks an owner id: not empty, and not starting with a NUL byte
+// (a done value does).
+func validOwner(owner string) error {
+	switch {
+	case owner == "":
+		return fmt.Errorf("%w: empty owner", locking.ErrInvalid)
+	case owner[0] == 0:
+		return fmt.Errorf("%w: owner %q starts with a NUL byte", locking.ErrInvalid, owner)
+	}
+	return nil
+}
+
 func (b *Backend) recPrefix(scope string) string { return b.scopePrefix(scope) + "rec/" }
 
 // recKey names a history record: by token, name and owner, so that repeating a

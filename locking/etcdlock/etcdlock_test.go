@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,14 +269,22 @@ func TestNoLeakedKeys(t *testing.T) {
 	}
 	cli := rawClient(t)
 	prefix := "/" + ns + "/"
-	if n := countKeys(t, cli, prefix+"race/lock/"); n != 0 {
-		t.Errorf("%d lock keys left", n)
+	// A completed key keeps its lock key, with a done value; a released one
+	// leaves nothing.
+	locks, err := cli.Get(ctx, prefix+"race/lock/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range locks.Kvs {
+		if !strings.HasPrefix(string(kv.Value), "\x00done\x00") { // the documented done value
+			t.Errorf("lock key %s left held (%q)", kv.Key, kv.Value)
+		}
+	}
+	if n := len(locks.Kvs); n != rounds/2 {
+		t.Errorf("%d done keys, want %d", n, rounds/2)
 	}
 	if n := countKeys(t, cli, prefix+"race/wait/"); n != 0 {
 		t.Errorf("%d waiter keys left", n)
-	}
-	if n := countKeys(t, cli, prefix+"race/done/"); n != rounds/2 {
-		t.Errorf("%d done keys, want %d", n, rounds/2)
 	}
 	if n := countKeys(t, cli, prefix); n != rounds { // done + records of the completions
 		t.Errorf("%d keys under the namespace, want %d", n, rounds)
@@ -532,5 +541,40 @@ func TestClose(t *testing.T) {
 	b2 := newBackend(t, ns)
 	if _, err := b2.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrHeld) {
 		t.Errorf("claim right after the holder's Close: %v, want ErrHeld (held keys live out their ttl)", err)
+	}
+}
+
+// TestOwnerIDs: an empty owner id, or one that starts with a NUL byte (as a
+// done value does), is refused by every operation, so no request can forge a
+// done marker or release one.
+func TestOwnerIDs(t *testing.T) {
+	ctx := testCtx(t)
+	b := newBackend(t, newNamespace())
+	key := locking.Key{Scope: "o", Name: "k"}
+	owner := locking.NewOwner()
+	g, err := b.Claim(ctx, key, owner, ttl)
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	if err := b.Complete(ctx, g, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Hour); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	for _, bad := range []string{"", "\x00", "\x00done\x00" + owner} {
+		t.Run(fmt.Sprintf("%q", bad), func(t *testing.T) {
+			forged := locking.Grant{Key: key, Owner: bad, Token: g.Token}
+			for op, err := range map[string]error{
+				"claim":    func() error { _, err := b.Claim(ctx, key, bad, ttl); return err }(),
+				"acquire":  func() error { _, err := b.Acquire(ctx, key, bad, ttl); return err }(),
+				"release":  b.Release(ctx, forged),
+				"complete": b.Complete(ctx, forged, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Hour),
+			} {
+				if !errors.Is(err, locking.ErrInvalid) {
+					t.Errorf("%s: got %v, want ErrInvalid", op, err)
+				}
+			}
+		})
+	}
+	if _, err := b.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrDone) {
+		t.Errorf("claim after the forged requests: got %v, want ErrDone", err)
 	}
 }

@@ -133,19 +133,21 @@ func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owne
 	return b.claimAnswer(s, key, owner, ttl, resp, resp.Header.Revision)
 }
 
-// claimOps is one claim of key for owner on lease: its compares and the
-// operations run if they hold or not. Claim sends it as a transaction of its
-// own, ClaimBatch as one sub-transaction of a batch (see claimAnswer).
+// claimOps is one claim of key for owner on lease: its compare and the
+// operations run if it holds or not. Claim sends it as a transaction of its
+// own, ClaimBatch as one sub-transaction of a batch (see claimAnswer). A
+// completed key keeps its lock key (with a done value), so one compare
+// covers both "held" and "done".
 func (b *Backend) claimOps(key locking.Key, owner string, lease clientv3.LeaseID) ([]clientv3.Cmp, []clientv3.Op, []clientv3.Op) {
-	lk, dk := b.lockKey(key), b.doneKey(key)
-	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0), clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)},
+	lk := b.lockKey(key)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0)},
 		[]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(lease))},
-		[]clientv3.Op{clientv3.OpGet(lk), clientv3.OpGet(dk)}
+		[]clientv3.Op{clientv3.OpGet(lk)}
 }
 
 // claimOpsCount is what one claim's (sub-)transaction counts towards the
 // server's --max-txn-ops: the largest of its compares, then and else ops.
-const claimOpsCount = 2
+const claimOpsCount = 1
 
 // claimAnswer interprets resp, the answer to the claimOps of key made on s, in
 // a transaction written at revision rev: the claim's fencing token if it won.
@@ -154,10 +156,11 @@ func (b *Backend) claimAnswer(s *session, key locking.Key, owner string, ttl tim
 	if resp.Succeeded {
 		return b.grant(key, owner, rev, s, ttl), nil
 	}
-	if firstKV(resp, 1) != nil {
+	kv := firstKV(resp, 0)
+	if kv != nil && isDone(kv.Value) {
 		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 	}
-	if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == owner {
+	if kv != nil && string(kv.Value) == owner {
 		return b.repeated(key, owner, kv, ttl)
 	}
 	b.held.note(key, rev) // for a Wait that may follow
@@ -314,8 +317,11 @@ func (b *Backend) preComplete(ctx context.Context, g locking.Grant, rec locking.
 	if err := g.Key.Validate(); err != nil {
 		return nil, fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
 	}
-	if retention <= 0 || g.Owner == "" {
-		return nil, fmt.Errorf("etcdlock: %s %q: %w: retention %v, owner %q", op, g.Key, locking.ErrInvalid, retention, g.Owner)
+	if err := validOwner(g.Owner); err != nil {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
+	}
+	if retention <= 0 {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w: retention %v", op, g.Key, locking.ErrInvalid, retention)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, b.fail(ctx, op, g.Key.String(), err)
@@ -345,22 +351,21 @@ func (b *Backend) completeLeases(ctx context.Context, retention time.Duration) (
 }
 
 // completeOps returns the transaction of a completion of g with the encoded
-// record val: if g still holds its lock, delete it (and g's waiter key), write
-// the done marker and the record; otherwise read the done marker (a repeated
-// completion finds its own).
+// record val: if g still holds its lock, turn the lock key into the done
+// marker (g's done value, moved from the session lease to the retention lease
+// doneLease) and write the record; otherwise read the lock key (a repeated
+// completion finds its own done value).
 func (b *Backend) completeOps(g locking.Grant, val []byte, doneLease, histLease clientv3.LeaseID) (conds []clientv3.Cmp, then, els []clientv3.Op) {
-	lk, dk := b.lockKey(g.Key), b.doneKey(g.Key)
+	lk := b.lockKey(g.Key)
 	conds = []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", g.Owner)}
 	if g.Token != 0 {
 		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(lk), "=", int64(g.Token))) //nolint:gosec // tokens are revisions
 	}
 	then = []clientv3.Op{
-		clientv3.OpDelete(lk),
-		clientv3.OpDelete(b.waitKey(g.Key, g.Owner)),
-		clientv3.OpPut(dk, g.Owner, clientv3.WithLease(doneLease)),
+		clientv3.OpPut(lk, doneValue(g.Owner), clientv3.WithLease(doneLease)),
 		clientv3.OpPut(b.recKey(g.Key, g.Token, g.Owner), string(val), clientv3.WithLease(histLease)),
 	}
-	return conds, then, []clientv3.Op{clientv3.OpGet(dk)}
+	return conds, then, []clientv3.Op{clientv3.OpGet(lk)}
 }
 
 // completeAnswer interprets the answer to completeOps.
@@ -369,7 +374,7 @@ func (b *Backend) completeAnswer(g locking.Grant, resp *clientv3.TxnResponse) er
 		b.dropEntry(g.Key, g.Owner)
 		return nil
 	}
-	if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == g.Owner {
+	if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == doneValue(g.Owner) {
 		b.dropEntry(g.Key, g.Owner)
 		return nil // a repeated Complete
 	}
@@ -403,23 +408,29 @@ func (b *Backend) dropHeld(k locking.Key, owner string) {
 	b.mu.Unlock()
 }
 
-// releaseTxn deletes key's lock if owner holds it, and owner's waiter key in any
-// case. It reports whether the lock was owner's.
-func (b *Backend) releaseTxn(ctx context.Context, key locking.Key, owner string) (bool, error) {
-	conds, then, els := b.releaseOps(key, owner)
-	resp, err := b.cli.Txn(ctx).If(conds...).Then(then...).Else(els...).Commit()
+// releaseOps returns the transaction of a release: delete key's lock if owner
+// holds it. A grant's waiter key (Acquire) went in the transaction that won
+// it, so a release has none to delete.
+func (b *Backend) releaseOps(key locking.Key, owner string) (conds []clientv3.Cmp, then, els []clientv3.Op) {
+	lk := b.lockKey(key)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", owner)},
+		[]clientv3.Op{clientv3.OpDelete(lk)}, nil
+}
+
+// cleanupTxn deletes key's lock if owner holds it, and owner's waiter key in
+// any case: what an Acquire that gave up, or a claim, wait or release whose
+// outcome is unknown, may have left. It reports whether the lock was owner's.
+func (b *Backend) cleanupTxn(ctx context.Context, key locking.Key, owner string) (bool, error) {
+	lk, wk := b.lockKey(key), b.waitKey(key, owner)
+	resp, err := b.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(lk), "=", owner)).
+		Then(clientv3.OpDelete(lk), clientv3.OpDelete(wk)).
+		Else(clientv3.OpDelete(wk)).
+		Commit()
 	if err != nil {
 		return false, err
 	}
 	return resp.Succeeded, nil
-}
-
-// releaseOps returns the transaction of releaseTxn.
-func (b *Backend) releaseOps(key locking.Key, owner string) (conds []clientv3.Cmp, then, els []clientv3.Op) {
-	lk, wk := b.lockKey(key), b.waitKey(key, owner)
-	return []clientv3.Cmp{clientv3.Compare(clientv3.Value(lk), "=", owner)},
-		[]clientv3.Op{clientv3.OpDelete(lk), clientv3.OpDelete(wk)},
-		[]clientv3.Op{clientv3.OpDelete(wk)}
 }
 
 // Release implements locking.Backend. It needs only g.Key and g.Owner, so the
@@ -428,13 +439,14 @@ func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
 	if err := b.preRelease(ctx, g); err != nil {
 		return err
 	}
+	conds, then, els := b.releaseOps(g.Key, g.Owner)
 	rctx, cancel := b.rpc(ctx)
-	ok, err := b.releaseTxn(rctx, g.Key, g.Owner)
+	resp, err := b.cli.Txn(rctx).If(conds...).Then(then...).Else(els...).Commit()
 	cancel()
 	if err != nil {
 		return b.releaseUnknown(ctx, g, err)
 	}
-	return b.releaseAnswer(g, ok)
+	return b.releaseAnswer(g, resp.Succeeded)
 }
 
 // preRelease checks a release before it is sent.
@@ -443,8 +455,8 @@ func (b *Backend) preRelease(ctx context.Context, g locking.Grant) error {
 	if err := g.Key.Validate(); err != nil {
 		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
 	}
-	if g.Owner == "" {
-		return fmt.Errorf("etcdlock: %s %q: %w: empty owner", op, g.Key, locking.ErrInvalid)
+	if err := validOwner(g.Owner); err != nil {
+		return fmt.Errorf("etcdlock: %s %q: %w", op, g.Key, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return b.fail(ctx, op, g.Key.String(), err)
@@ -554,8 +566,8 @@ func (b *Backend) validate(key locking.Key, owner string, ttl time.Duration) err
 	if err := key.Validate(); err != nil {
 		return err
 	}
-	if owner == "" {
-		return fmt.Errorf("%w: empty owner", locking.ErrInvalid)
+	if err := validOwner(owner); err != nil {
+		return err
 	}
 	if ttl < locking.MinTTL || ttl > locking.MaxTTL {
 		return fmt.Errorf("%w: ttl %v outside [%v, %v]", locking.ErrInvalid, ttl, locking.MinTTL, locking.MaxTTL)

@@ -356,7 +356,7 @@ func (b *Backend) janitor() {
 		b.mu.Unlock()
 		for _, d := range todo {
 			ctx, cancel := b.rpc(b.ctx)
-			_, err := b.releaseTxn(ctx, d.k.key, d.k.owner)
+			_, err := b.cleanupTxn(ctx, d.k.key, d.k.owner)
 			cancel()
 			if b.ctx.Err() != nil {
 				return

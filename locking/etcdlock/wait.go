@@ -15,10 +15,9 @@ import (
 // Waiting for a held key (locking.Waiter).
 //
 // A claim that finds a key held notes the revision of its answer. Wait then
-// watches the key's scope (its lock and its done marker among the rest) from
-// the next revision, with one watch on the client's shared watch stream (no
-// request of its own): the done marker's put
-// means the key was completed (ErrDone, final: the marker lasts its
+// watches the key's lock from the next revision, with one watch on the
+// client's shared watch stream (no request of its own): a put of a done value
+// means the key was completed (ErrDone, final: the done value lasts its
 // retention); the lock's deletion means it was released or its holder's lease
 // expired, and the caller claims again. Nothing is missed between the claim
 // and the watch, since the watch starts at the claim's revision. A compacted
@@ -29,10 +28,6 @@ import (
 const (
 	// maxWait bounds one Wait, in case the watch stream stalls silently.
 	maxWait = 30 * time.Second
-	// sameTxnWait is how long a Wait that saw the lock deleted waits for the
-	// done marker's put of the same transaction, should it come in a later
-	// response.
-	sameTxnWait = 100 * time.Millisecond
 	// heldRevs bounds the revisions kept for claims that found a key held;
 	// older ones are dropped first (a Wait without one reads the key).
 	heldRevs = 4096
@@ -87,60 +82,44 @@ func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 	if err := key.Validate(); err != nil {
 		return err
 	}
-	lk, dk := b.lockKey(key), b.doneKey(key)
+	lk := b.lockKey(key)
 	rev, ok := b.held.take(key)
 	if !ok {
 		rctx, cancel := b.rpc(ctx)
-		resp, err := b.cli.Txn(rctx).Then(clientv3.OpGet(lk, clientv3.WithCountOnly()), clientv3.OpGet(dk, clientv3.WithCountOnly())).Commit()
+		resp, err := b.cli.Get(rctx, lk)
 		cancel()
 		switch {
 		case err != nil:
 			return nil // the claim that follows reports it
-		case resp.Responses[1].GetResponseRange().Count > 0:
-			return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
-		case resp.Responses[0].GetResponseRange().Count == 0:
+		case len(resp.Kvs) == 0:
 			return nil
+		case isDone(resp.Kvs[0].Value):
+			return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
 		}
 		rev = resp.Header.Revision
 	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	// One watch of the key's scope: a completion deletes the lock and puts
-	// the done marker in one transaction, whose events come together.
-	w := b.cli.Watch(wctx, b.scopePrefix(key.Scope), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	w := b.cli.Watch(wctx, lk, clientv3.WithRev(rev+1))
 	bound := b.clock.NewTimer(maxWait)
 	defer bound.Stop()
-	var deleted int64 // the revision at which the lock was deleted
-	var sameTxn locking.Timer
-	var sameTxnC <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-bound.C():
 			return nil
-		case <-sameTxnC:
-			return nil // released, or the holder's lease expired
 		case r, ok := <-w:
 			if !ok || r.Err() != nil || r.Canceled {
 				return nil
 			}
 			for _, ev := range r.Events {
-				switch k := string(ev.Kv.Key); {
-				case k == dk && ev.Type == mvccpb.PUT:
+				switch {
+				case ev.Type == mvccpb.PUT && isDone(ev.Kv.Value):
 					return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
-				case k == lk && ev.Type == mvccpb.DELETE && deleted == 0:
-					deleted = ev.Kv.ModRevision
-				case deleted != 0 && ev.Kv.ModRevision > deleted:
-					return nil // past the deletion's transaction: no done marker in it
+				case ev.Type == mvccpb.DELETE:
+					return nil // released, or the holder's lease expired
 				}
-			}
-			if deleted != 0 && sameTxn == nil {
-				// The events of one transaction come in one response; in
-				// case a response is ever cut within one, wait briefly.
-				sameTxn = b.clock.NewTimer(sameTxnWait)
-				defer sameTxn.Stop()
-				sameTxnC = sameTxn.C()
 			}
 		}
 	}
