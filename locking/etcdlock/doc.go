@@ -103,9 +103,14 @@
 //
 // Wait (locking.Waiter, used by Locker.TakeOver after a lost claim) makes no
 // request: a claim that finds a key held notes its answer's revision, and Wait
-// watches that one lock key from the next revision, on the client's shared
-// watch stream. A put of a done value ends it with ErrDone, a deletion
-// (release, or the holder's lease expired) with nil,
+// learns the key's next event after that revision from one watch of the whole
+// namespace that all Waits of the backend share (started by the first Wait,
+// stopped after a minute without one), so two thousand losers a
+// second open no watch each. Events that came before a Wait registered are
+// kept for ten seconds; a Wait whose claim is older than what the shared watch
+// can vouch for, or that comes in the second after the shared watch failed,
+// watches its own lock key. A put of a done value ends it with ErrDone, a
+// deletion (release, or the holder's lease expired) with nil,
 // and the caller claims again; nothing between the claim and the watch is
 // missed. Waiters are not queued: a takeover is a race among the losers.
 //

@@ -231,6 +231,7 @@ type Backend struct {
 	batchMax atomic.Int32 // ClaimBatch's transaction size once lowered; 0: maxBatch
 
 	held heldSeen // revisions at which claims found keys held (Wait)
+	hub  hub      // the namespace watch that Waits share (hub.go)
 }
 
 // New connects to the etcd cluster at endpoints ("host:port", "http://host:port"
@@ -466,6 +467,7 @@ func newBackend(cli *clientv3.Client, own bool, o options) *Backend {
 		entries: map[entryKey]*entry{}, lostIDs: map[clientv3.LeaseID]struct{}{},
 		leases: map[retKey]retLease{},
 	}
+	b.hub.b = b
 	b.wg.Add(1)
 	go b.janitor()
 	return b

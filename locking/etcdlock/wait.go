@@ -98,6 +98,41 @@ func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 		}
 		rev = resp.Header.Revision
 	}
+	ev, found, w, use := b.hub.register(lk, rev)
+	switch {
+	case !use:
+		return b.watchOne(ctx, key, lk, rev)
+	case found:
+		return ev.err(key)
+	}
+	bound := b.clock.NewTimer(maxWait)
+	defer bound.Stop()
+	select {
+	case <-ctx.Done():
+		b.hub.unregister(lk, w)
+		return ctx.Err()
+	case <-bound.C():
+		b.hub.unregister(lk, w)
+		return nil
+	case r := <-w.c:
+		if !r.ok {
+			return nil // the hub's watch ended: claim again
+		}
+		return r.ev.err(key)
+	}
+}
+
+// err is what Wait returns for ev, an event of key's lock.
+func (ev hubEvent) err(key locking.Key) error {
+	if ev.done {
+		return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
+	}
+	return nil // released, or the holder's lease expired
+}
+
+// watchOne waits, as Wait does, with a watch of lk (key's lock) alone from
+// rev+1: when the hub cannot serve the Wait.
+func (b *Backend) watchOne(ctx context.Context, key locking.Key, lk string, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	w := b.cli.Watch(wctx, lk, clientv3.WithRev(rev+1))
@@ -116,7 +151,7 @@ func (b *Backend) Wait(ctx context.Context, key locking.Key) error {
 			for _, ev := range r.Events {
 				switch {
 				case ev.Type == mvccpb.PUT && isDone(ev.Kv.Value):
-					return fmt.Errorf("etcdlock: wait %q: %w", key, locking.ErrDone)
+					return hubEvent{done: true}.err(key)
 				case ev.Type == mvccpb.DELETE:
 					return nil // released, or the holder's lease expired
 				}

@@ -1,0 +1,151 @@
+package etcdlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/oncecron/oncecron/locking"
+	"github.com/oncecron/oncecron/locking/etcdlock"
+)
+
+// countingWatcher counts the watches opened through an etcd client.
+type countingWatcher struct {
+	clientv3.Watcher
+	n *atomic.Int64
+}
+
+func (c countingWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	c.n.Add(1)
+	return c.Watcher.Watch(ctx, key, opts...)
+}
+
+// TestWaitsShareOneWatch: the Waits of one backend share one watch of the
+// namespace, each learns its own key's completion (ErrDone) or release (nil),
+// a Wait that comes after its key's event finds it at once, a Wait for a claim
+// older than the shared watch watches its own key, and Close ends a Wait.
+func TestWaitsShareOneWatch(t *testing.T) {
+	ctx := testCtx(t)
+	ns := newNamespace()
+	holder := newBackend(t, ns)
+	cli := rawClient(t)
+	watches := new(atomic.Int64)
+	cli.Watcher = countingWatcher{cli.Watcher, watches}
+	waiter, err := etcdlock.NewFromClient(cli, etcdlock.WithNamespace(ns), etcdlock.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = waiter.Close() })
+	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
+	// lose claims key for the waiter: the holder holds it.
+	lose := func(name string) (locking.Key, locking.Grant) {
+		t.Helper()
+		key := locking.Key{Scope: "hub", Name: name}
+		g, err := holder.Claim(ctx, key, locking.NewOwner(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waiter.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrHeld) {
+			t.Fatalf("waiter's claim of %s: %v, want ErrHeld", name, err)
+		}
+		return key, g
+	}
+	wait := func(key locking.Key) <-chan error {
+		c := make(chan error, 1)
+		go func() { c <- waiter.Wait(ctx, key) }()
+		return c
+	}
+	result := func(c <-chan error) error {
+		t.Helper()
+		select {
+		case err := <-c:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Wait did not return")
+			return nil
+		}
+	}
+	oldKey, oldGrant := lose("old") // lost before the shared watch starts
+
+	const n = 20
+	waits := make([]<-chan error, n)
+	grants := make([]locking.Grant, n)
+	for i := range n {
+		var key locking.Key
+		key, grants[i] = lose(fmt.Sprint("k", i))
+		waits[i] = wait(key)
+	}
+	for i, g := range grants {
+		if i%2 == 0 {
+			err = holder.Complete(ctx, g, rec, time.Hour)
+		} else {
+			err = holder.Release(ctx, g)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range waits {
+		err := result(c)
+		if i%2 == 0 && !errors.Is(err, locking.ErrDone) {
+			t.Errorf("Wait of completed key %d: %v, want ErrDone", i, err)
+		}
+		if i%2 == 1 && err != nil {
+			t.Errorf("Wait of released key %d: %v, want nil", i, err)
+		}
+	}
+	if w := watches.Load(); w != 1 {
+		t.Errorf("%d watches for %d Waits, want 1", w, n)
+	}
+
+	t.Run("event before the Wait", func(t *testing.T) {
+		early, g := lose("early")
+		if err := holder.Complete(ctx, g, rec, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		// Once a later event reached the hub, so did early's completion.
+		later, lg := lose("later")
+		c := wait(later)
+		if err := holder.Release(ctx, lg); err != nil {
+			t.Fatal(err)
+		}
+		if err := result(c); err != nil {
+			t.Fatalf("Wait of later: %v", err)
+		}
+		if err := result(wait(early)); !errors.Is(err, locking.ErrDone) {
+			t.Errorf("Wait after the completion: %v, want ErrDone", err)
+		}
+		if w := watches.Load(); w != 1 {
+			t.Errorf("%d watches, want 1", w)
+		}
+	})
+	t.Run("claim older than the watch", func(t *testing.T) {
+		c := wait(oldKey)
+		time.Sleep(50 * time.Millisecond) // let it start its own watch
+		if err := holder.Complete(ctx, oldGrant, rec, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := result(c); !errors.Is(err, locking.ErrDone) {
+			t.Errorf("Wait: %v, want ErrDone", err)
+		}
+		if w := watches.Load(); w != 2 {
+			t.Errorf("%d watches, want 2 (the shared one and its own)", w)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		key, _ := lose("close")
+		c := wait(key)
+		time.Sleep(50 * time.Millisecond)
+		if err := waiter.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := result(c); err != nil && !errors.Is(err, locking.ErrClosed) {
+			t.Errorf("Wait after Close: %v, want nil or ErrClosed", err)
+		}
+	})
+}
