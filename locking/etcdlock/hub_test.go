@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,4 +149,114 @@ func TestWaitsShareOneWatch(t *testing.T) {
 			t.Errorf("Wait after Close: %v, want nil or ErrClosed", err)
 		}
 	})
+}
+
+// cuttableWatcher records the keys watched through an etcd client and can end
+// every watch opened so far, as a broken stream would.
+type cuttableWatcher struct {
+	clientv3.Watcher
+	mu   sync.Mutex
+	keys []string
+	cuts []context.CancelFunc
+}
+
+func (c *cuttableWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	ctx, cancel := context.WithCancel(ctx)
+	c.mu.Lock()
+	c.keys = append(c.keys, key)
+	c.cuts = append(c.cuts, cancel)
+	c.mu.Unlock()
+	return c.Watcher.Watch(ctx, key, opts...)
+}
+
+func (c *cuttableWatcher) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cancel := range c.cuts {
+		cancel()
+	}
+}
+
+func (c *cuttableWatcher) watched() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.keys...)
+}
+
+// TestWaitAfterTheSharedWatchFails: when the shared watch ends, its Waits
+// return (their callers claim again); Waits in the second after it watch
+// their own key, and later ones start the shared watch again.
+func TestWaitAfterTheSharedWatchFails(t *testing.T) {
+	ctx := testCtx(t)
+	ns := newNamespace()
+	holder := newBackend(t, ns)
+	cli := rawClient(t)
+	cw := &cuttableWatcher{Watcher: cli.Watcher}
+	cli.Watcher = cw
+	waiter, err := etcdlock.NewFromClient(cli, etcdlock.WithNamespace(ns), etcdlock.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = waiter.Close() })
+	lose := func(name string) (locking.Key, locking.Grant) {
+		t.Helper()
+		key := locking.Key{Scope: "cut", Name: name}
+		g, err := holder.Claim(ctx, key, locking.NewOwner(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waiter.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrHeld) {
+			t.Fatalf("waiter's claim of %s: %v, want ErrHeld", name, err)
+		}
+		return key, g
+	}
+	wait := func(key locking.Key) <-chan error {
+		c := make(chan error, 1)
+		go func() { c <- waiter.Wait(ctx, key) }()
+		return c
+	}
+	result := func(c <-chan error) error {
+		t.Helper()
+		select {
+		case err := <-c:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Wait did not return")
+			return nil
+		}
+	}
+	prefix := "/" + ns + "/"
+
+	a, _ := lose("a")
+	ca := wait(a)
+	time.Sleep(50 * time.Millisecond) // registered on the shared watch
+	cw.cut()
+	if err := result(ca); err != nil {
+		t.Errorf("Wait when the shared watch ended: %v, want nil", err)
+	}
+
+	b, gb := lose("b")
+	cb := wait(b)
+	time.Sleep(50 * time.Millisecond)
+	if err := holder.Complete(ctx, gb, locking.Record{Outcome: locking.OutcomeSucceeded}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := result(cb); !errors.Is(err, locking.ErrDone) {
+		t.Errorf("Wait right after the failure: %v, want ErrDone", err)
+	}
+
+	time.Sleep(time.Second) // past the retry delay
+	c, gc := lose("c")
+	cc := wait(c)
+	time.Sleep(50 * time.Millisecond)
+	if err := holder.Release(ctx, gc); err != nil {
+		t.Fatal(err)
+	}
+	if err := result(cc); err != nil {
+		t.Errorf("Wait after the retry delay: %v, want nil", err)
+	}
+	want := []string{prefix, prefix + "cut/lock/b", prefix}
+	if got := cw.watched(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("watched %q, want %q", got, want)
+	}
 }
