@@ -1,6 +1,7 @@
 package zklock
 
 import (
+	"bufio"
 	"net"
 	"sync"
 	"time"
@@ -29,7 +30,7 @@ func (cs *conns) dialer(d zk.Dialer) zk.Dialer {
 		if err != nil {
 			return nil, err
 		}
-		t := &trackedConn{Conn: c, cs: cs}
+		t := &trackedConn{Conn: c, cs: cs, r: bufio.NewReaderSize(c, readBuffer)}
 		cs.mu.Lock()
 		if cs.open == nil {
 			cs.open = map[*trackedConn]struct{}{}
@@ -53,11 +54,19 @@ func (cs *conns) closeAll() {
 	}
 }
 
+// readBuffer is the read buffer of a connection. The client reads each
+// reply with two reads (its length, then its body): under load, one system
+// call now fetches many replies.
+const readBuffer = 64 << 10
+
 type trackedConn struct {
 	net.Conn
 	cs   *conns
+	r    *bufio.Reader // only the client's receive loop reads
 	once sync.Once
 }
+
+func (t *trackedConn) Read(p []byte) (int, error) { return t.r.Read(p) }
 
 func (t *trackedConn) Close() error {
 	t.once.Do(func() {
