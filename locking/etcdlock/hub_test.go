@@ -26,6 +26,42 @@ func (c countingWatcher) Watch(ctx context.Context, key string, opts ...clientv3
 	return c.Watcher.Watch(ctx, key, opts...)
 }
 
+// waitHelpers returns, for keys of scope: lose, which has holder claim a key
+// and waiter lose it; wait, which starts waiter's Wait for a key; and result,
+// which returns what that Wait returned (failing the test after 10 s).
+func waitHelpers(t *testing.T, holder, waiter *etcdlock.Backend, scope string) (
+	lose func(name string) (locking.Key, locking.Grant), wait func(locking.Key) <-chan error, result func(<-chan error) error) {
+	ctx := testCtx(t)
+	lose = func(name string) (locking.Key, locking.Grant) {
+		t.Helper()
+		key := locking.Key{Scope: scope, Name: name}
+		g, err := holder.Claim(ctx, key, locking.NewOwner(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waiter.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrHeld) {
+			t.Fatalf("waiter's claim of %s: %v, want ErrHeld", name, err)
+		}
+		return key, g
+	}
+	wait = func(key locking.Key) <-chan error {
+		c := make(chan error, 1)
+		go func() { c <- waiter.Wait(ctx, key) }()
+		return c
+	}
+	result = func(c <-chan error) error {
+		t.Helper()
+		select {
+		case err := <-c:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Wait did not return")
+			return nil
+		}
+	}
+	return lose, wait, result
+}
+
 // TestWaitsShareOneWatch: the Waits of one backend share one watch of the
 // namespace, each learns its own key's completion (ErrDone) or release (nil),
 // a Wait that comes after its key's event finds it at once, a Wait for a claim
@@ -43,34 +79,7 @@ func TestWaitsShareOneWatch(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = waiter.Close() })
 	rec := locking.Record{Outcome: locking.OutcomeSucceeded}
-	// lose claims key for the waiter: the holder holds it.
-	lose := func(name string) (locking.Key, locking.Grant) {
-		t.Helper()
-		key := locking.Key{Scope: "hub", Name: name}
-		g, err := holder.Claim(ctx, key, locking.NewOwner(), ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := waiter.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrHeld) {
-			t.Fatalf("waiter's claim of %s: %v, want ErrHeld", name, err)
-		}
-		return key, g
-	}
-	wait := func(key locking.Key) <-chan error {
-		c := make(chan error, 1)
-		go func() { c <- waiter.Wait(ctx, key) }()
-		return c
-	}
-	result := func(c <-chan error) error {
-		t.Helper()
-		select {
-		case err := <-c:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Wait did not return")
-			return nil
-		}
-	}
+	lose, wait, result := waitHelpers(t, holder, waiter, "hub")
 	oldKey, oldGrant := lose("old") // lost before the shared watch starts
 
 	const n = 20
@@ -198,33 +207,7 @@ func TestWaitAfterTheSharedWatchFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = waiter.Close() })
-	lose := func(name string) (locking.Key, locking.Grant) {
-		t.Helper()
-		key := locking.Key{Scope: "cut", Name: name}
-		g, err := holder.Claim(ctx, key, locking.NewOwner(), ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := waiter.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrHeld) {
-			t.Fatalf("waiter's claim of %s: %v, want ErrHeld", name, err)
-		}
-		return key, g
-	}
-	wait := func(key locking.Key) <-chan error {
-		c := make(chan error, 1)
-		go func() { c <- waiter.Wait(ctx, key) }()
-		return c
-	}
-	result := func(c <-chan error) error {
-		t.Helper()
-		select {
-		case err := <-c:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Wait did not return")
-			return nil
-		}
-	}
+	lose, wait, result := waitHelpers(t, holder, waiter, "cut")
 	prefix := "/" + ns + "/"
 
 	a, _ := lose("a")
