@@ -61,12 +61,12 @@ func (b *Backend) finishGroup(ctx context.Context, reqs []locking.FinishRequest,
 	if len(idx) == 0 {
 		return
 	}
-	if len(idx) == 1 {
+	if len(idx) == 1 { // as Complete or Release would send it, already checked
 		r := reqs[idx[0]]
 		if r.Record != nil {
-			errs[idx[0]] = b.Complete(ctx, r.Grant, *r.Record, r.Retention)
+			errs[idx[0]] = b.complete(ctx, r.Grant, vals[idx[0]], r.Retention)
 		} else {
-			errs[idx[0]] = b.Release(ctx, r.Grant)
+			errs[idx[0]] = b.release(ctx, r.Grant)
 		}
 		return
 	}

@@ -285,11 +285,16 @@ func (b *Backend) Renew(ctx context.Context, g locking.Grant, ttl time.Duration)
 // Complete implements locking.Backend with one transaction guarded by the owner
 // and the token; see the package documentation.
 func (b *Backend) Complete(ctx context.Context, g locking.Grant, rec locking.Record, retention time.Duration) error {
-	const op = "complete"
 	val, err := b.preComplete(ctx, g, rec, retention)
 	if err != nil {
 		return err
 	}
+	return b.complete(ctx, g, val, retention)
+}
+
+// complete sends a completion of g with val, the record preComplete encoded.
+func (b *Backend) complete(ctx context.Context, g locking.Grant, val []byte, retention time.Duration) error {
+	const op = "complete"
 	for attempt := 0; ; attempt++ {
 		doneLease, histLease, err := b.completeLeases(ctx, retention)
 		if err != nil {
@@ -439,6 +444,11 @@ func (b *Backend) Release(ctx context.Context, g locking.Grant) error {
 	if err := b.preRelease(ctx, g); err != nil {
 		return err
 	}
+	return b.release(ctx, g)
+}
+
+// release sends a release of g that preRelease checked.
+func (b *Backend) release(ctx context.Context, g locking.Grant) error {
 	conds, then, els := b.releaseOps(g.Key, g.Owner)
 	rctx, cancel := b.rpc(ctx)
 	resp, err := b.cli.Txn(rctx).If(conds...).Then(then...).Else(els...).Commit()
