@@ -70,17 +70,18 @@ func (b *Backend) Acquire(ctx context.Context, key locking.Key, owner string, tt
 
 func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
 	const op = "acquire"
-	lk, wp, wk := b.lockKey(key), b.waitPrefix(key), b.waitKey(key, owner)
+	lk, ld, wp, wk := b.lockKey(key), b.legacyDoneKey(key), b.waitPrefix(key), b.waitKey(key, owner)
 
 	// A claim that yields to queued waiters: uncontended, Acquire costs one request.
 	rctx, cancel := b.rpc(ctx)
 	resp, err := b.cli.Txn(rctx).
 		If(
 			clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(ld), "=", 0),              // see claimOps
 			clientv3.Compare(clientv3.CreateRevision(wp), "=", 0).WithPrefix(), // nobody queued
 		).
 		Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))).
-		Else(clientv3.OpGet(lk)).
+		Else(clientv3.OpGet(lk), clientv3.OpGet(ld, clientv3.WithCountOnly())).
 		Commit()
 	cancel()
 	unknown := false // a claim of ours may have been applied without our knowing
@@ -96,7 +97,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 		unknown = true // the queue's claim transaction settles it
 	case resp.Succeeded:
 		return b.grant(key, owner, resp.Header.Revision, s, ttl), nil
-	case firstKV(resp, 0) != nil && isDone(firstKV(resp, 0).Value):
+	case (firstKV(resp, 0) != nil && isDone(firstKV(resp, 0).Value)) || legacyDone(resp, 1):
 		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 	default:
 		if kv := firstKV(resp, 0); kv != nil && string(kv.Value) == owner {
@@ -114,7 +115,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 		b.mu.Unlock()
 	}()
 
-	g, won, err := b.queue(ctx, s, key, owner, ttl, lk, wp, wk, &unknown)
+	g, won, err := b.queue(ctx, s, key, owner, ttl, lk, ld, wp, wk, &unknown)
 	if won {
 		return g, nil
 	}
@@ -134,7 +135,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 
 // queue puts owner's waiter key in line and waits for its turn; see Acquire.
 func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration,
-	lk, wp, wk string, unknown *bool) (locking.Grant, bool, error) {
+	lk, ld, wp, wk string, unknown *bool) (locking.Grant, bool, error) {
 	const op = "acquire"
 	backoff := newBackoff()
 
@@ -186,12 +187,14 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 		resp, err := b.cli.Txn(rctx).
 			If(
 				clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(ld), "=", 0), // see claimOps
 				clientv3.Compare(clientv3.CreateRevision(wk), "=", myRev),
 				clientv3.Compare(clientv3.CreateRevision(wp), ">", myRev-1).WithPrefix(), // first in line
 			).
 			Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id)), clientv3.OpDelete(wk)).
 			Else(
 				clientv3.OpGet(lk),
+				clientv3.OpGet(ld, clientv3.WithCountOnly()),
 				clientv3.OpGet(wk),
 				clientv3.OpGet(wp, append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(myRev-1))...),
 			).
@@ -215,13 +218,13 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 		if resp.Succeeded {
 			return b.grant(key, owner, resp.Header.Revision, s, ttl), true, nil
 		}
-		lock, mine, pred := firstKV(resp, 0), firstKV(resp, 1), firstKV(resp, 2)
+		lock, mine, pred := firstKV(resp, 0), firstKV(resp, 2), firstKV(resp, 3)
 		var watchKey string
 		switch {
 		case lock != nil && string(lock.Value) == owner:
 			g, err := b.repeated(key, owner, lock, ttl)
 			return g, err == nil, err
-		case lock != nil && isDone(lock.Value):
+		case (lock != nil && isDone(lock.Value)) || legacyDone(resp, 1):
 			return locking.Grant{}, false, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 		case mine == nil || mine.CreateRevision != myRev:
 			return locking.Grant{}, false, errRequeue

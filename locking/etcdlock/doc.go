@@ -17,17 +17,20 @@
 // Scope, name and namespace cannot contain '/', so the layout is unambiguous;
 // an owner id cannot start with a NUL byte, so a done value never equals an
 // owner id. A completed key keeps its lock key, so one compare tells a claim
-// that a key is free: neither held nor done. (Builds before this layout kept
-// the done marker under /<ns>/<scope>/done/<name>; replicas of the two layouts
-// must not share a namespace.)
+// that a key is free: neither held nor done. Builds before this layout kept
+// the done marker under /<ns>/<scope>/done/<name>; claims still honour such a
+// marker (a second compare, on a key that is normally absent), so an upgrade
+// never runs a tick an older build completed. Older builds do not see the done
+// value, so replicas of both must not run side by side: stop the old ones
+// before starting the new ones.
 //
 // # What exclusion rests on
 //
 // A claim is one transaction:
 //
-//	If(lock.CreateRevision == 0)
+//	If(lock.CreateRevision == 0, legacy done.CreateRevision == 0)
 //	Then(Put lock = owner, on the session lease)
-//	Else(Get lock)
+//	Else(Get lock, Count legacy done)
 //
 // Exclusion rests on etcd's serializable transactions over that key and on the
 // owner id, a fresh 128-bit random value per claim: never on the lease id, so two

@@ -525,6 +525,12 @@ func (b *Backend) Close() error {
 
 func (b *Backend) scopePrefix(scope string) string { return b.prefix + scope + "/" }
 func (b *Backend) lockKey(k locking.Key) string    { return b.scopePrefix(k.Scope) + "lock/" + k.Name }
+
+// legacyDoneKey is where builds before the done value (1e356e8) kept a
+// completed key's done marker; claims still honour it until it expires.
+func (b *Backend) legacyDoneKey(k locking.Key) string {
+	return b.scopePrefix(k.Scope) + "done/" + k.Name
+}
 func (b *Backend) waitPrefix(k locking.Key) string {
 	return b.scopePrefix(k.Scope) + "wait/" + k.Name + "/"
 }

@@ -578,3 +578,50 @@ func TestOwnerIDs(t *testing.T) {
 		t.Errorf("claim after the forged requests: got %v, want ErrDone", err)
 	}
 }
+
+// TestLegacyDoneMarker: a done marker written by a build before the done
+// value (a key of its own under done/) still makes every claim of its key
+// answer ErrDone, so an upgrade does not run a completed tick again.
+func TestLegacyDoneMarker(t *testing.T) {
+	ctx := testCtx(t)
+	ns := newNamespace()
+	b := newBackend(t, ns)
+	key := locking.Key{Scope: "legacy", Name: "k"}
+	if _, err := rawClient(t).Put(ctx, "/"+ns+"/legacy/done/k", locking.NewOwner()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Claim(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrDone) {
+		t.Errorf("claim: %v, want ErrDone", err)
+	}
+	if r := b.ClaimBatch(ctx, []locking.ClaimRequest{{Key: key, Owner: locking.NewOwner(), TTL: ttl},
+		{Key: locking.Key{Scope: "legacy2", Name: "k"}, Owner: locking.NewOwner(), TTL: ttl}}); !errors.Is(r[0].Err, locking.ErrDone) || r[1].Err != nil {
+		t.Errorf("claim batch: %v, %v; want ErrDone, nil", r[0].Err, r[1].Err)
+	}
+	if _, err := b.Acquire(ctx, key, locking.NewOwner(), ttl); !errors.Is(err, locking.ErrDone) {
+		t.Errorf("acquire: %v, want ErrDone", err)
+	}
+	// Acquire's queue: a waiter behind a holder learns of the marker when the
+	// holder lets go.
+	other := locking.Key{Scope: "legacy", Name: "q"}
+	g, err := b.Claim(ctx, other, locking.NewOwner(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := b.Acquire(ctx, other, locking.NewOwner(), ttl); done <- err }()
+	waitForKeys(t, "/"+ns+"/legacy/wait/q/", 1)
+	if _, err := rawClient(t).Put(ctx, "/"+ns+"/legacy/done/q", locking.NewOwner()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, locking.ErrDone) {
+			t.Errorf("queued acquire: %v, want ErrDone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("queued acquire did not return")
+	}
+}

@@ -133,21 +133,33 @@ func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owne
 	return b.claimAnswer(s, key, owner, ttl, resp, resp.Header.Revision)
 }
 
-// claimOps is one claim of key for owner on lease: its compare and the
-// operations run if it holds or not. Claim sends it as a transaction of its
+// claimOps is one claim of key for owner on lease: its compares and the
+// operations run if they hold or not. Claim sends it as a transaction of its
 // own, ClaimBatch as one sub-transaction of a batch (see claimAnswer). A
-// completed key keeps its lock key (with a done value), so one compare
-// covers both "held" and "done".
+// completed key keeps its lock key (with a done value), so the compare on the
+// lock key covers both "held" and "done"; the second one honours the done
+// markers that builds before that layout wrote under a key of their own
+// (legacyDoneKey), so that upgrading never runs a tick they completed again.
 func (b *Backend) claimOps(key locking.Key, owner string, lease clientv3.LeaseID) ([]clientv3.Cmp, []clientv3.Op, []clientv3.Op) {
-	lk := b.lockKey(key)
-	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0)},
+	lk, ld := b.lockKey(key), b.legacyDoneKey(key)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0), clientv3.Compare(clientv3.CreateRevision(ld), "=", 0)},
 		[]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(lease))},
-		[]clientv3.Op{clientv3.OpGet(lk)}
+		[]clientv3.Op{clientv3.OpGet(lk), clientv3.OpGet(ld, clientv3.WithCountOnly())}
 }
 
 // claimOpsCount is what one claim's (sub-)transaction counts towards the
 // server's --max-txn-ops: the largest of its compares, then and else ops.
-const claimOpsCount = 1
+const claimOpsCount = 2
+
+// legacyDone reports whether resp, the answer of a transaction whose i-th
+// else operation is a count of key's legacy done marker, found one.
+func legacyDone(resp *clientv3.TxnResponse, i int) bool {
+	if i >= len(resp.Responses) {
+		return false
+	}
+	rr := resp.Responses[i].GetResponseRange()
+	return rr != nil && rr.Count > 0
+}
 
 // claimAnswer interprets resp, the answer to the claimOps of key made on s, in
 // a transaction written at revision rev: the claim's fencing token if it won.
@@ -157,7 +169,7 @@ func (b *Backend) claimAnswer(s *session, key locking.Key, owner string, ttl tim
 		return b.grant(key, owner, rev, s, ttl), nil
 	}
 	kv := firstKV(resp, 0)
-	if kv != nil && isDone(kv.Value) {
+	if (kv != nil && isDone(kv.Value)) || legacyDone(resp, 1) {
 		return locking.Grant{}, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 	}
 	if kv != nil && string(kv.Value) == owner {
