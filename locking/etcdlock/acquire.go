@@ -70,20 +70,23 @@ func (b *Backend) Acquire(ctx context.Context, key locking.Key, owner string, tt
 
 func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration) (locking.Grant, error) {
 	const op = "acquire"
-	lk, ld, wp, wk := b.lockKey(key), b.legacyDoneKey(key), b.waitPrefix(key), b.waitKey(key, owner)
+	lk, wp, wk := b.lockKey(key), b.waitPrefix(key), b.waitKey(key, owner)
 
 	// A claim that yields to queued waiters: uncontended, Acquire costs one request.
+	lc, lt, le := b.legacyOps(key) // see claimOps
 	rctx, cancel := b.rpc(ctx)
 	resp, err := b.cli.Txn(rctx).
-		If(
+		If(append([]clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(ld), "=", 0),              // see claimOps
 			clientv3.Compare(clientv3.CreateRevision(wp), "=", 0).WithPrefix(), // nobody queued
-		).
-		Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))).
-		Else(clientv3.OpGet(lk), clientv3.OpGet(ld, clientv3.WithCountOnly())).
+		}, lc...)...).
+		Then(append([]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(s.id))}, lt...)...).
+		Else(append([]clientv3.Op{clientv3.OpGet(lk)}, le...)...).
 		Commit()
 	cancel()
+	if err == nil {
+		b.learnLegacy(key, resp, 1, 1)
+	}
 	unknown := false // a claim of ours may have been applied without our knowing
 	switch {
 	case err != nil && isLeaseGone(err):
@@ -115,7 +118,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 		b.mu.Unlock()
 	}()
 
-	g, won, err := b.queue(ctx, s, key, owner, ttl, lk, ld, wp, wk, &unknown)
+	g, won, err := b.queue(ctx, s, key, owner, ttl, lk, wp, wk, &unknown)
 	if won {
 		return g, nil
 	}
@@ -135,7 +138,7 @@ func (b *Backend) acquireOn(ctx context.Context, s *session, key locking.Key, ow
 
 // queue puts owner's waiter key in line and waits for its turn; see Acquire.
 func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner string, ttl time.Duration,
-	lk, ld, wp, wk string, unknown *bool) (locking.Grant, bool, error) {
+	lk, wp, wk string, unknown *bool) (locking.Grant, bool, error) {
 	const op = "acquire"
 	backoff := newBackoff()
 
@@ -183,21 +186,20 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 	// lock, and a release or completion has no waiter key to delete.
 	backoff = newBackoff()
 	for {
+		lc, lt, le := b.legacyOps(key) // see claimOps
 		rctx, cancel := b.rpc(ctx)
 		resp, err := b.cli.Txn(rctx).
-			If(
+			If(append([]clientv3.Cmp{
 				clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(ld), "=", 0), // see claimOps
 				clientv3.Compare(clientv3.CreateRevision(wk), "=", myRev),
 				clientv3.Compare(clientv3.CreateRevision(wp), ">", myRev-1).WithPrefix(), // first in line
-			).
-			Then(clientv3.OpPut(lk, owner, clientv3.WithLease(s.id)), clientv3.OpDelete(wk)).
-			Else(
+			}, lc...)...).
+			Then(append([]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(s.id)), clientv3.OpDelete(wk)}, lt...)...).
+			Else(append([]clientv3.Op{
 				clientv3.OpGet(lk),
-				clientv3.OpGet(ld, clientv3.WithCountOnly()),
 				clientv3.OpGet(wk),
 				clientv3.OpGet(wp, append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(myRev-1))...),
-			).
+			}, le...)...).
 			Commit()
 		cancel()
 		if err != nil {
@@ -215,16 +217,17 @@ func (b *Backend) queue(ctx context.Context, s *session, key locking.Key, owner 
 			continue
 		}
 		backoff = newBackoff()
+		b.learnLegacy(key, resp, 2, 3)
 		if resp.Succeeded {
 			return b.grant(key, owner, resp.Header.Revision, s, ttl), true, nil
 		}
-		lock, mine, pred := firstKV(resp, 0), firstKV(resp, 2), firstKV(resp, 3)
+		lock, mine, pred := firstKV(resp, 0), firstKV(resp, 1), firstKV(resp, 2)
 		var watchKey string
 		switch {
 		case lock != nil && string(lock.Value) == owner:
 			g, err := b.repeated(key, owner, lock, ttl)
 			return g, err == nil, err
-		case (lock != nil && isDone(lock.Value)) || legacyDone(resp, 1):
+		case (lock != nil && isDone(lock.Value)) || legacyDone(resp, 3):
 			return locking.Grant{}, false, fmt.Errorf("etcdlock: %s %q: %w", op, key, locking.ErrDone)
 		case mine == nil || mine.CreateRevision != myRev:
 			return locking.Grant{}, false, errRequeue

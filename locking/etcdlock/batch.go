@@ -17,8 +17,9 @@ import (
 // refuses a transaction whose top level has more than --max-txn-ops (default
 // 128) operations, and checks each sub-transaction against what is left
 // (etcdserver/api/v3rpc checkTxnRequest), so with the default a transaction
-// may carry 128-claimOpsCount = 126 claims. 64 stays well inside that (a
-// server configured with half the default still takes it), matches the
+// may carry 128-3 = 125 claims (a claim's largest branch has 3 operations:
+// see claimOps). 64 stays well inside that (a server configured with half the
+// default still takes it), matches the
 // scheduler's batches of 64 ticks (one request each), and keeps each request
 // far below --max-request-bytes (1.5 MiB by default) even with the longest
 // keys (about 2 KiB a claim). A server that refuses a batch as too large

@@ -22,15 +22,23 @@
 // marker (a second compare, on a key that is normally absent), so an upgrade
 // never runs a tick an older build completed. Older builds do not see the done
 // value, so replicas of both must not run side by side: stop the old ones
-// before starting the new ones.
+// before starting the new ones. A Backend drops that second compare for a scope
+// once a claim of its own has counted no such marker there: the first claim of
+// each scope (and, while markers remain, one a minute) also counts the scope's
+// done/ keys, in the same transaction; since only older builds write them, a
+// scope found without any stays without.
 //
 // # What exclusion rests on
 //
 // A claim is one transaction:
 //
-//	If(lock.CreateRevision == 0, legacy done.CreateRevision == 0)
+//	If(lock.CreateRevision == 0)
 //	Then(Put lock = owner, on the session lease)
-//	Else(Get lock, Count legacy done)
+//	Else(Get lock)
+//
+// plus, until the scope is known to hold no legacy marker, the compare
+// legacy done.CreateRevision == 0, its count in the Else branch and, at most
+// once a minute, the count of the scope's legacy markers in both branches.
 //
 // Exclusion rests on etcd's serializable transactions over that key and on the
 // owner id, a fresh 128-bit random value per claim: never on the lease id, so two

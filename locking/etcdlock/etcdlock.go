@@ -230,8 +230,9 @@ type Backend struct {
 
 	batchMax atomic.Int32 // ClaimBatch's transaction size once lowered; 0: maxBatch
 
-	held heldSeen // revisions at which claims found keys held (Wait)
-	hub  hub      // the namespace watch that Waits share (hub.go)
+	held   heldSeen     // revisions at which claims found keys held (Wait)
+	hub    hub          // the namespace watch that Waits share (hub.go)
+	legacy legacyScopes // scopes known to hold no legacy done marker (legacy.go)
 }
 
 // New connects to the etcd cluster at endpoints ("host:port", "http://host:port"

@@ -137,19 +137,16 @@ func (b *Backend) claimOn(ctx context.Context, s *session, key locking.Key, owne
 // operations run if they hold or not. Claim sends it as a transaction of its
 // own, ClaimBatch as one sub-transaction of a batch (see claimAnswer). A
 // completed key keeps its lock key (with a done value), so the compare on the
-// lock key covers both "held" and "done"; the second one honours the done
-// markers that builds before that layout wrote under a key of their own
-// (legacyDoneKey), so that upgrading never runs a tick they completed again.
+// lock key covers both "held" and "done"; legacyOps adds what honours the done
+// markers that builds before that layout wrote under a key of their own, so
+// that upgrading never runs a tick they completed again.
 func (b *Backend) claimOps(key locking.Key, owner string, lease clientv3.LeaseID) ([]clientv3.Cmp, []clientv3.Op, []clientv3.Op) {
-	lk, ld := b.lockKey(key), b.legacyDoneKey(key)
-	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0), clientv3.Compare(clientv3.CreateRevision(ld), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(lease))},
-		[]clientv3.Op{clientv3.OpGet(lk), clientv3.OpGet(ld, clientv3.WithCountOnly())}
+	lk := b.lockKey(key)
+	lc, lt, le := b.legacyOps(key)
+	return append([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lk), "=", 0)}, lc...),
+		append([]clientv3.Op{clientv3.OpPut(lk, owner, clientv3.WithLease(lease))}, lt...),
+		append([]clientv3.Op{clientv3.OpGet(lk)}, le...)
 }
-
-// claimOpsCount is what one claim's (sub-)transaction counts towards the
-// server's --max-txn-ops: the largest of its compares, then and else ops.
-const claimOpsCount = 2
 
 // legacyDone reports whether resp, the answer of a transaction whose i-th
 // else operation is a count of key's legacy done marker, found one.
@@ -165,6 +162,7 @@ func legacyDone(resp *clientv3.TxnResponse, i int) bool {
 // a transaction written at revision rev: the claim's fencing token if it won.
 func (b *Backend) claimAnswer(s *session, key locking.Key, owner string, ttl time.Duration, resp *clientv3.TxnResponse, rev int64) (locking.Grant, error) {
 	const op = "claim"
+	b.learnLegacy(key, resp, 1, 1)
 	if resp.Succeeded {
 		return b.grant(key, owner, rev, s, ttl), nil
 	}
