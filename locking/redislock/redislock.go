@@ -429,9 +429,10 @@ func (b *Backend) AddRecord(ctx context.Context, rec locking.Record) error {
 	return nil
 }
 
-// Records implements locking.Backend.
+// Records implements locking.Backend: the newest min(limit, MaxRecords) (a
+// history written under a larger MaxRecords may hold more until its next write).
 func (b *Backend) Records(ctx context.Context, scope string, limit int) ([]locking.Record, error) {
-	raw, err := b.c.LRange(ctx, b.histKey(scope), 0, int64(limit)-1).Result()
+	raw, err := b.c.LRange(ctx, b.histKey(scope), 0, int64(min(limit, b.maxRecords))-1).Result()
 	if err != nil {
 		return nil, b.fail(ctx, "records", locking.Key{Scope: scope}, err)
 	}

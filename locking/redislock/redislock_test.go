@@ -280,3 +280,58 @@ func TestBatchesAfterScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryBound: a scope's history keeps its newest MaxRecords records,
+// whether they come from Complete, FinishBatch or AddRecord.
+func TestHistoryBound(t *testing.T) {
+	ctx := t.Context()
+	addr := testenv.RedisAddr(t)
+	const maxRecords = 3
+	ns := namespace()
+	b, err := redislock.Dial(redislock.Config{Addrs: []string{addr}, DialTimeout: time.Second,
+		Options: redislock.Options{Namespace: ns, MaxRecords: maxRecords}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hist := ns + ":{job}:h"
+	var want []uint64 // tokens, oldest first
+	for i := range 10 {
+		key := locking.Key{Scope: "job", Name: fmt.Sprint(i)}
+		g, err := b.Claim(ctx, key, locking.NewOwner(), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := locking.Record{Key: key, Owner: g.Owner, Token: g.Token, Outcome: locking.OutcomeSucceeded}
+		switch i % 3 {
+		case 0:
+			err = b.Complete(ctx, g, rec, time.Hour)
+		case 1:
+			err = b.FinishBatch(ctx, []locking.FinishRequest{{Grant: g, Record: &rec, Retention: time.Hour}})[0]
+		case 2:
+			if err = b.Release(ctx, g); err == nil {
+				rec.Outcome = locking.OutcomeFailed
+				err = b.AddRecord(ctx, rec)
+			}
+		}
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		want = append(want, g.Token)
+		if n := b.Client().LLen(ctx, hist).Val(); n > maxRecords {
+			t.Fatalf("after %d records the history holds %d, want at most %d", i+1, n, maxRecords)
+		}
+	}
+	recs, err := b.Records(ctx, "job", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != maxRecords {
+		t.Fatalf("Records: %d records, want %d", len(recs), maxRecords)
+	}
+	for i, r := range recs {
+		if w := want[len(want)-1-i]; r.Token != w {
+			t.Errorf("record %d: token %d, want %d (newest first)", i, r.Token, w)
+		}
+	}
+}
