@@ -231,8 +231,10 @@ func precision(ctx context.Context, args []string) int {
 		"contenders, comma-separated")
 	skew := fs.Duration("skew", 0, "clock offsets between the replicas of gocron and oncecron: with 3, -skew, 0 and +skew")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every contender) to this file")
-	prime := fs.Bool("prime", true, "before the rounds, run each contender that uses a server once, unmeasured: the servers' "+
-		"caches and the ZooKeeper JVM's compiler warm up, as on a server that has been running")
+	prime := fs.Int("prime", 3, "before the rounds, run each contender that uses a server unmeasured, until a run's p99 is "+
+		"under -prime-p99 or this many runs: the servers' caches and the ZooKeeper JVM's compiler warm up, as on a server "+
+		"that has been running (0: no priming)")
+	primeP99 := fs.Duration("prime-p99", 50*time.Millisecond, "a priming run with a p99 under this ends the priming of its contender")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -281,14 +283,17 @@ func precision(ctx context.Context, args []string) int {
 		}
 		defer stopProfile()
 	}
-	if *prime {
-		for i, c := range cs {
-			if names[i] == "robfig-cron" || strings.HasPrefix(names[i], "oncecron-memory") {
-				continue // no server
-			}
+	for i, c := range cs {
+		if names[i] == "robfig-cron" || strings.HasPrefix(names[i], "oncecron-memory") {
+			continue // no server
+		}
+		for k := 1; k <= *prime && ctx.Err() == nil; k++ {
 			res := run(ctx, c, *n, o, 0, *skew)
-			fmt.Fprintf(os.Stderr, "firebench: primed with %s (not measured): p99 %s, err %v\n", c.name, ms(res.p99), res.err)
+			fmt.Fprintf(os.Stderr, "firebench: primed with %s (run %d, not measured): p99 %s, err %v\n", c.name, k, ms(res.p99), res.err)
 			pause(ctx)
+			if res.err == nil && res.p99 < *primeP99 {
+				break
+			}
 		}
 	}
 	var all []result
