@@ -232,7 +232,7 @@ func precision(ctx context.Context, args []string) int {
 	skew := fs.Duration("skew", 0, "clock offsets between the replicas of gocron and oncecron: with 3, -skew, 0 and +skew")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every contender) to this file")
 	prime := fs.Int("prime", 3, "before the rounds, run each contender that uses a server unmeasured, until a run's p99 is "+
-		"under -prime-p99 or this many runs: the servers' caches and the ZooKeeper JVM's compiler warm up, as on a server "+
+		"under -prime-p99, or not a fifth faster than the one before, or this many runs: the servers' caches and the ZooKeeper JVM's compiler warm up, as on a server "+
 		"that has been running (0: no priming)")
 	primeP99 := fs.Duration("prime-p99", 50*time.Millisecond, "a priming run with a p99 under this ends the priming of its contender")
 	if err := fs.Parse(args); err != nil {
@@ -287,13 +287,15 @@ func precision(ctx context.Context, args []string) int {
 		if names[i] == "robfig-cron" || strings.HasPrefix(names[i], "oncecron-memory") {
 			continue // no server
 		}
+		var last time.Duration
 		for k := 1; k <= *prime && ctx.Err() == nil; k++ {
 			res := run(ctx, c, *n, o, 0, *skew)
 			fmt.Fprintf(os.Stderr, "firebench: primed with %s (run %d, not measured): p99 %s, err %v\n", c.name, k, ms(res.p99), res.err)
 			pause(ctx)
-			if res.err == nil && res.p99 < *primeP99 {
-				break
+			if res.err == nil && (res.p99 < *primeP99 || k > 1 && res.p99 > last*4/5) {
+				break // warm, or no longer getting faster
 			}
+			last = res.p99
 		}
 	}
 	var all []result
