@@ -231,9 +231,9 @@ func precision(ctx context.Context, args []string) int {
 		"contenders, comma-separated")
 	skew := fs.Duration("skew", 0, "clock offsets between the replicas of gocron and oncecron: with 3, -skew, 0 and +skew")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every contender) to this file")
-	prime := fs.Int("prime", 3, "before the rounds, run each contender that uses a server unmeasured, until a run's p99 is "+
-		"under -prime-p99, or not a fifth faster than the one before, or this many runs: the servers' caches and the ZooKeeper JVM's compiler warm up, as on a server "+
-		"that has been running (0: no priming)")
+	prime := fs.Int("prime", 3, "before the rounds, run each contender that uses a server unmeasured until a run's p99 "+
+		"is under -prime-p99 or not a fifth below the run before, at most this many times (0: none): the servers' "+
+		"caches and the ZooKeeper JVM's compiler warm up, as on a server that has been running")
 	primeP99 := fs.Duration("prime-p99", 50*time.Millisecond, "a priming run with a p99 under this ends the priming of its contender")
 	if err := fs.Parse(args); err != nil {
 		return 2
